@@ -18,8 +18,9 @@ if(DETOUR_DEPS_PREFIX)
   set(ENV{PKG_CONFIG_PATH} "${DETOUR_DEPS_PREFIX}/lib/pkgconfig:$ENV{PKG_CONFIG_PATH}")
 endif()
 
+# Order matters for static linking: the crypto glue uses both libraries after it.
 pkg_check_modules(DETOUR_QUIC REQUIRED
-  "libngtcp2 >= 1.11" libngtcp2_crypto_wolfssl "wolfssl >= 5.7")
+  libngtcp2_crypto_wolfssl "libngtcp2 >= 1.11" "wolfssl >= 5.7")
 
 # Static link flags work for both the static prefix build and shared system packages.
 add_library(detour_quic_deps INTERFACE)
