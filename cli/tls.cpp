@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: MIT
+// cli/tls.cpp: wolfSSL contexts and sessions for QUIC (see tls.hpp).
+#include "tls.hpp"
+
+#include <wolfssl/options.h> // must precede every other wolfSSL header
+
+#include <wolfssl/ssl.h>
+
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_wolfssl.h>
+
+#include <arpa/inet.h>
+
+#include <array>
+#include <cstring>
+#include <mutex>
+
+namespace detour::cli {
+
+namespace {
+
+std::string last_wolfssl_error() {
+  const unsigned long e = wolfSSL_ERR_get_error();
+  if (e == 0) return "no further detail from wolfSSL";
+  std::array<char, WOLFSSL_MAX_ERROR_SZ> buf{};
+  wolfSSL_ERR_error_string_n(e, buf.data(), buf.size());
+  return buf.data();
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  throw tls_error(what + ": " + last_wolfssl_error());
+}
+
+void init_wolfssl_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { wolfSSL_Init(); });
+}
+
+// The ex_data slot of a WOLFSSL_CTX that points back to our state (for the session callback).
+constexpr int state_ex_index = 0;
+
+// The text wolfSSL compares an iPAddress subjectAltName with: dotted IPv4, or IPv6 as eight
+// groups of four upper-case hex digits ("0000:...:0001"), not the short form. Empty when |name|
+// is no address.
+std::string wolfssl_ip_text(std::string_view name) {
+  const std::string s(name);
+  std::array<unsigned char, 16> a{};
+  if (::inet_pton(AF_INET, s.c_str(), a.data()) == 1) return s;
+  if (::inet_pton(AF_INET6, s.c_str(), a.data()) != 1) return {};
+  std::string out;
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (i > 0 && i % 2 == 0) out.push_back(':');
+    out.push_back(hex[a[i] >> 4]);
+    out.push_back(hex[a[i] & 0xf]);
+  }
+  return out;
+}
+
+} // namespace
+
+struct tls_context::state {
+  WOLFSSL_CTX* ctx = nullptr;
+  bool server = false;
+  std::vector<std::uint8_t> alpn_wire; // server: accepted names; client: offered names
+  WOLFSSL_SESSION* cached_session = nullptr;
+  bool resume = false;
+
+  state() = default;
+  state(const state&) = delete;
+  state& operator=(const state&) = delete;
+  ~state() {
+    if (cached_session) wolfSSL_SESSION_free(cached_session);
+    if (ctx) wolfSSL_CTX_free(ctx);
+  }
+};
+
+std::vector<std::uint8_t> encode_alpn(const std::vector<std::string>& names) {
+  std::vector<std::uint8_t> wire;
+  for (const auto& n : names) {
+    if (n.empty() || n.size() > 255) {
+      throw tls_error("ALPN name '" + n + "' must be 1 to 255 bytes long");
+    }
+    wire.push_back(static_cast<std::uint8_t>(n.size()));
+    wire.insert(wire.end(), n.begin(), n.end());
+  }
+  return wire;
+}
+
+long select_alpn(const std::uint8_t* offer, std::size_t offer_len, const std::uint8_t* accepted,
+                 std::size_t accepted_len) noexcept {
+  for (std::size_t i = 0; i < offer_len;) {
+    const std::size_t len = offer[i];
+    if (len == 0 || i + 1 + len > offer_len) return -1; // malformed offer
+    for (std::size_t j = 0; j + 1 <= accepted_len;) {
+      const std::size_t alen = accepted[j];
+      if (alen == len && j + 1 + alen <= accepted_len &&
+          std::memcmp(offer + i + 1, accepted + j + 1, len) == 0) {
+        return static_cast<long>(i);
+      }
+      j += 1 + alen;
+    }
+    i += 1 + len;
+  }
+  return -1;
+}
+
+namespace {
+
+int alpn_select_cb(WOLFSSL*, const unsigned char** out, unsigned char* outlen,
+                   const unsigned char* in, unsigned int inlen, void* arg) {
+  const auto* st = static_cast<const tls_context::state*>(arg);
+  if (st->alpn_wire.empty()) return SSL_TLSEXT_ERR_NOACK; // no policy: ignore what is offered
+  const long at = select_alpn(in, inlen, st->alpn_wire.data(), st->alpn_wire.size());
+  if (at < 0) return SSL_TLSEXT_ERR_ALERT_FATAL; // no_application_protocol
+  *out = in + at + 1;
+  *outlen = in[at];
+  return SSL_TLSEXT_ERR_OK;
+}
+
+int new_session_cb(WOLFSSL* ssl, WOLFSSL_SESSION* session) {
+  auto* st = static_cast<tls_context::state*>(
+      wolfSSL_CTX_get_ex_data(wolfSSL_get_SSL_CTX(ssl), state_ex_index));
+  if (!st || !st->resume) return 0;
+  if (st->cached_session) wolfSSL_SESSION_free(st->cached_session);
+  st->cached_session = session;
+  return 1; // we keep the reference
+}
+
+void load_chain_and_key(WOLFSSL_CTX* ctx, const std::string& cert, const std::string& key) {
+  if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != WOLFSSL_SUCCESS) {
+    fail("cannot load the certificate chain " + cert);
+  }
+  if (wolfSSL_CTX_use_PrivateKey_file(ctx, key.c_str(), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+    fail("cannot load the private key " + key);
+  }
+  if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+    fail("the private key " + key + " does not match the certificate " + cert);
+  }
+}
+
+} // namespace
+
+tls_context tls_context::server(const tls_server_config& config) {
+  init_wolfssl_once();
+  auto st = std::make_shared<state>();
+  st->server = true;
+  st->alpn_wire = encode_alpn(config.alpn);
+  st->ctx = wolfSSL_CTX_new(wolfTLSv1_3_server_method()); // TLS 1.3 only (RFC 9001 §4.2)
+  if (!st->ctx) fail("wolfSSL_CTX_new");
+  if (ngtcp2_crypto_wolfssl_configure_server_context(st->ctx) != 0) {
+    fail("ngtcp2_crypto_wolfssl_configure_server_context");
+  }
+  wolfSSL_CTX_set_ex_data(st->ctx, state_ex_index, st.get());
+  load_chain_and_key(st->ctx, config.certificate_file, config.private_key_file);
+
+  if (!config.client_ca_file.empty()) {
+    if (wolfSSL_CTX_load_verify_locations(st->ctx, config.client_ca_file.c_str(), nullptr) !=
+        WOLFSSL_SUCCESS) {
+      fail("cannot load the client CA file " + config.client_ca_file);
+    }
+    wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                           nullptr);
+  } else {
+    wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_NONE, nullptr);
+  }
+
+  // Always installed: with no names configured it declines whatever is offered, so a client
+  // offering ALPN is accepted without one, and a client offering none never reaches it.
+  wolfSSL_CTX_set_alpn_select_cb(st->ctx, alpn_select_cb, st.get());
+
+  if (!config.session_tickets) wolfSSL_CTX_no_ticket_TLSv13(st->ctx);
+  return tls_context(std::move(st));
+}
+
+tls_context tls_context::client(const tls_client_config& config) {
+  init_wolfssl_once();
+  auto st = std::make_shared<state>();
+  st->alpn_wire = encode_alpn(config.alpn);
+  st->resume = config.resume_sessions;
+  st->ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+  if (!st->ctx) fail("wolfSSL_CTX_new");
+  if (ngtcp2_crypto_wolfssl_configure_client_context(st->ctx) != 0) {
+    fail("ngtcp2_crypto_wolfssl_configure_client_context");
+  }
+  wolfSSL_CTX_set_ex_data(st->ctx, state_ex_index, st.get());
+  if (config.verify_server) {
+    if (config.ca_file.empty()) {
+      if (wolfSSL_CTX_load_system_CA_certs(st->ctx) != WOLFSSL_SUCCESS) {
+        fail("cannot load the system CA certificates");
+      }
+    } else if (wolfSSL_CTX_load_verify_locations(st->ctx, config.ca_file.c_str(), nullptr) !=
+               WOLFSSL_SUCCESS) {
+      fail("cannot load the CA file " + config.ca_file);
+    }
+    wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_PEER, nullptr);
+  } else {
+    wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_NONE, nullptr);
+  }
+  if (!config.certificate_file.empty() || !config.private_key_file.empty()) {
+    load_chain_and_key(st->ctx, config.certificate_file, config.private_key_file);
+  }
+  if (config.resume_sessions) {
+    wolfSSL_CTX_sess_set_new_cb(st->ctx, new_session_cb);
+  }
+  return tls_context(std::move(st));
+}
+
+WOLFSSL_CTX* tls_context::native_handle() const noexcept {
+  return state_->ctx;
+}
+bool tls_context::is_server() const noexcept {
+  return state_->server;
+}
+bool tls_context::has_cached_session() const noexcept {
+  return state_->cached_session != nullptr;
+}
+
+tls_session::tls_session(const tls_context& context, ngtcp2_crypto_conn_ref& conn_ref,
+                         std::string_view server_name)
+    : context_(context.state_), ssl_(wolfSSL_new(context_->ctx)) {
+  if (!ssl_) fail("wolfSSL_new");
+  wolfSSL_set_app_data(ssl_, &conn_ref);
+  // The quic_transport_parameters extension codepoint of RFC 9001 §8.2 (not the draft's 0xffa5).
+  wolfSSL_set_quic_transport_version(ssl_, 0x39);
+  if (context_->server) {
+    wolfSSL_set_accept_state(ssl_);
+    return;
+  }
+  wolfSSL_set_connect_state(ssl_);
+  if (!context_->alpn_wire.empty() &&
+      wolfSSL_set_alpn_protos(ssl_, context_->alpn_wire.data(),
+                              static_cast<unsigned>(context_->alpn_wire.size())) != 0) {
+    fail("wolfSSL_set_alpn_protos");
+  }
+  if (!server_name.empty()) {
+    const std::string name(server_name);
+    if (const std::string ip = wolfssl_ip_text(name); !ip.empty()) {
+      // No SNI for an address (RFC 6066 §3); the certificate must carry an IP subjectAltName.
+      if (wolfSSL_X509_VERIFY_PARAM_set1_ip_asc(wolfSSL_get0_param(ssl_), ip.c_str()) !=
+          WOLFSSL_SUCCESS) {
+        fail("cannot verify against the address " + name);
+      }
+    } else {
+      if (wolfSSL_check_domain_name(ssl_, name.c_str()) != WOLFSSL_SUCCESS) {
+        fail("cannot verify against the name " + name);
+      }
+      if (wolfSSL_UseSNI(ssl_, WOLFSSL_SNI_HOST_NAME, name.data(),
+                         static_cast<unsigned short>(name.size())) != WOLFSSL_SUCCESS) {
+        fail("wolfSSL_UseSNI");
+      }
+    }
+  }
+  if (context_->cached_session) wolfSSL_set_session(ssl_, context_->cached_session);
+}
+
+tls_session::~tls_session() {
+  if (ssl_) wolfSSL_free(ssl_);
+}
+
+std::string tls_session::alpn() const {
+  const unsigned char* data = nullptr;
+  unsigned len = 0;
+  wolfSSL_get0_alpn_selected(ssl_, &data, &len);
+  return data ? std::string(reinterpret_cast<const char*>(data), len) : std::string();
+}
+
+bool tls_session::resumed() const noexcept {
+  return wolfSSL_session_reused(ssl_) == 1;
+}
+
+std::string tls_session::peer_subject() const {
+  WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl_);
+  if (!peer) return {};
+  std::array<char, 256> buf{};
+  wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(peer), buf.data(),
+                            static_cast<int>(buf.size()));
+  wolfSSL_X509_free(peer);
+  return buf.data();
+}
+
+std::string tls_session::cipher() const {
+  const char* name = wolfSSL_get_cipher_name(ssl_);
+  return name ? name : "";
+}
+
+std::string tls_session::failure_reason() const {
+  const long verify = wolfSSL_get_verify_result(ssl_);
+  if (verify != 0) {
+    return std::string("certificate verification failed: ") +
+           wolfSSL_X509_verify_cert_error_string(verify);
+  }
+  const int err = wolfSSL_get_error(ssl_, 0);
+  std::array<char, WOLFSSL_MAX_ERROR_SZ> buf{};
+  wolfSSL_ERR_error_string_n(static_cast<unsigned long>(err), buf.data(), buf.size());
+  return buf.data();
+}
+
+} // namespace detour::cli

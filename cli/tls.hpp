@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+// cli/tls.hpp: wolfSSL for QUIC (RFC 9001), server and client side: TLS 1.3 contexts configured
+// for ngtcp2 (certificate chain and key, client-CA verification for mutual TLS, the ALPN policy
+// g3proxy needs, session tickets and client-side resumption) and one TLS session per connection.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+// wolfSSL and ngtcp2 types, declared here so that this header needs neither library's headers.
+struct WOLFSSL_CTX;
+struct WOLFSSL;
+struct ngtcp2_crypto_conn_ref;
+
+namespace detour::cli {
+
+/// A TLS setup failure (unreadable file, key not matching the certificate...), with wolfSSL's
+/// own error text. Thrown only while building contexts and sessions, never during I/O.
+class tls_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The server side, as `detour serve` uses it.
+struct tls_server_config {
+  /// PEM file: the server certificate first, then any intermediate CA certificates.
+  std::string certificate_file;
+  /// PEM file: the certificate's private key (PKCS#8, SEC1 or PKCS#1).
+  std::string private_key_file;
+  /// PEM file of CA certificates for mutual TLS. When set, a client must present a certificate
+  /// that chains to one of them, or the handshake fails. Empty: no client certificate is asked.
+  std::string client_ca_file;
+  /// ALPN names the server accepts. Empty: ALPN is ignored (g3proxy offers none). Otherwise the
+  /// first name of the client's offer that is on this list is selected, an offer matching none
+  /// is refused with the no_application_protocol alert, and a client offering no ALPN at all is
+  /// still accepted.
+  std::vector<std::string> alpn;
+  /// Issue TLS 1.3 session tickets so that clients (rustls in g3proxy) can resume.
+  bool session_tickets = true;
+};
+
+/// The client side, for `detour probe` and the tests.
+struct tls_client_config {
+  /// PEM file of CA certificates that verify the server. Empty: the system's roots.
+  std::string ca_file;
+  /// Verify the server certificate (chain and name). Turn off only for diagnostics.
+  bool verify_server = true;
+  /// Optional client certificate chain and key (PEM) for mutual TLS.
+  std::string certificate_file;
+  std::string private_key_file;
+  /// ALPN names to offer. Empty: offer none, exactly as g3proxy does.
+  std::vector<std::string> alpn;
+  /// Keep the latest session ticket and offer it on the next connection (rustls' default).
+  bool resume_sessions = true;
+};
+
+/// A wolfSSL TLS 1.3 context configured for QUIC through ngtcp2_crypto_wolfssl. Cheap to copy
+/// (shared); sessions keep their context alive, so replacing the server's context (a certificate
+/// reload) never disturbs connections made with the old one.
+class tls_context {
+public:
+  /// Throws tls_error.
+  static tls_context server(const tls_server_config& config);
+  /// Throws tls_error.
+  static tls_context client(const tls_client_config& config);
+
+  WOLFSSL_CTX* native_handle() const noexcept;
+  bool is_server() const noexcept;
+  /// Client side: whether a session ticket from an earlier connection is waiting to be offered.
+  bool has_cached_session() const noexcept;
+
+  struct state; ///< implementation detail (tls.cpp)
+
+private:
+  friend class tls_session;
+  explicit tls_context(std::shared_ptr<state> s) : state_(std::move(s)) {}
+  std::shared_ptr<state> state_;
+};
+
+/// The TLS side of one QUIC connection. Construct it, then hand native_handle() to
+/// ngtcp2_conn_set_tls_native_handle(); ngtcp2 drives the handshake from there.
+class tls_session {
+public:
+  /// |conn_ref| (owned by the connection, outliving this session) is what ngtcp2's wolfSSL glue
+  /// uses to find the connection. A client session names the server it verifies with
+  /// |server_name|: an IP address text checks an IP subjectAltName (what g3proxy does by
+  /// default), anything else a DNS name, which is also sent as SNI. Throws tls_error.
+  tls_session(const tls_context& context, ngtcp2_crypto_conn_ref& conn_ref,
+              std::string_view server_name = {});
+  ~tls_session();
+  tls_session(const tls_session&) = delete;
+  tls_session& operator=(const tls_session&) = delete;
+
+  WOLFSSL* native_handle() const noexcept { return ssl_; }
+
+  /// After the handshake: the selected ALPN name, empty when none was negotiated.
+  std::string alpn() const;
+  /// After the handshake: whether a session ticket was used (resumption).
+  bool resumed() const noexcept;
+  /// The subject of the peer's certificate ("CN=proxy, O=..."), empty when it sent none.
+  std::string peer_subject() const;
+  /// The negotiated cipher suite name.
+  std::string cipher() const;
+  /// A description of why the handshake failed (verification result or last wolfSSL error).
+  std::string failure_reason() const;
+
+private:
+  std::shared_ptr<tls_context::state> context_;
+  WOLFSSL* ssl_ = nullptr;
+};
+
+/// Encodes ALPN names in the wire form (each prefixed by its length). Throws tls_error for an
+/// empty name or one longer than 255 bytes.
+std::vector<std::uint8_t> encode_alpn(const std::vector<std::string>& names);
+
+/// The ALPN policy of tls_server_config::alpn, apart from wolfSSL so it can be tested: returns
+/// the offset in |offer| (wire form) of the selected name's length byte, or -1 when no name on
+/// |accepted| (wire form) is offered or the offer is malformed.
+long select_alpn(const std::uint8_t* offer, std::size_t offer_len, const std::uint8_t* accepted,
+                 std::size_t accepted_len) noexcept;
+
+} // namespace detour::cli

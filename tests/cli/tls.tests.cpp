@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+// Tests of cli/tls.hpp and cli/certs.hpp: the ALPN policy g3proxy needs, certificate generation
+// (checked by wolfSSL itself), loading errors that name the file.
+#include "tls.hpp"
+
+#include "certs.hpp"
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <wolfssl/options.h>
+
+#include <wolfssl/ssl.h>
+
+#include <filesystem>
+#include <string>
+
+using namespace detour::cli;
+
+namespace {
+
+long pick(const std::vector<std::string>& offer, const std::vector<std::string>& accepted) {
+  const auto o = encode_alpn(offer);
+  const auto a = encode_alpn(accepted);
+  return select_alpn(o.data(), o.size(), a.data(), a.size());
+}
+
+std::string selected(const std::vector<std::string>& offer,
+                     const std::vector<std::string>& accepted) {
+  const auto o = encode_alpn(offer);
+  const long at = pick(offer, accepted);
+  if (at < 0) return "<none>";
+  return std::string(reinterpret_cast<const char*>(o.data() + at + 1),
+                     o[static_cast<std::size_t>(at)]);
+}
+
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    char tmpl[] = "/tmp/detour-tls-test-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+};
+
+// Parses a PEM certificate with wolfSSL.
+WOLFSSL_X509* load_x509(const std::string& pem) {
+  return wolfSSL_X509_load_certificate_buffer(reinterpret_cast<const unsigned char*>(pem.data()),
+                                              static_cast<int>(pem.size()), WOLFSSL_FILETYPE_PEM);
+}
+
+} // namespace
+
+TEST_CASE("ALPN selection takes the client's first offered name that is accepted", "[tls][alpn]") {
+  CHECK(selected({"h3", "detour", "x"}, {"x", "detour"}) == "detour");
+  CHECK(selected({"detour"}, {"detour"}) == "detour");
+  CHECK(selected({"a", "b"}, {"b"}) == "b");
+}
+
+TEST_CASE("ALPN selection refuses an offer matching no accepted name", "[tls][alpn]") {
+  CHECK(pick({"h3"}, {"detour"}) == -1);
+  CHECK(pick({"detou"}, {"detour"}) == -1);   // a prefix is not a match
+  CHECK(pick({"detourx"}, {"detour"}) == -1); // nor a longer name
+}
+
+TEST_CASE("ALPN selection refuses a malformed offer", "[tls][alpn]") {
+  const auto a = encode_alpn({"detour"});
+  const std::uint8_t overrun[] = {7, 'd', 'e', 't', 'o', 'u', 'r'}; // length runs past the end
+  CHECK(select_alpn(overrun, sizeof overrun, a.data(), a.size()) == -1);
+  const std::uint8_t empty_name[] = {0, 6, 'd', 'e', 't', 'o', 'u', 'r'};
+  CHECK(select_alpn(empty_name, sizeof empty_name, a.data(), a.size()) == -1);
+}
+
+TEST_CASE("encode_alpn refuses empty and over-long names", "[tls][alpn]") {
+  CHECK_THROWS_AS(encode_alpn({""}), tls_error);
+  CHECK_THROWS_AS(encode_alpn({std::string(256, 'a')}), tls_error);
+  CHECK(encode_alpn({std::string(255, 'a')}).size() == 256);
+}
+
+TEST_CASE("make_leaf issues a server certificate with the IP and DNS names g3proxy checks",
+          "[certs]") {
+  const auto ca = make_ca("test CA", 30);
+  const auto leaf =
+      make_leaf(ca, "test server", {{"localhost"}, {"127.0.0.1", "::1"}}, cert_usage::server, 30);
+  WOLFSSL_X509* x = load_x509(leaf.certificate);
+  REQUIRE(x != nullptr);
+  CHECK(wolfSSL_X509_check_ip_asc(x, "127.0.0.1", 0) == WOLFSSL_SUCCESS);
+  // wolfSSL compares IPv6 in its own long form (tls_session converts to it).
+  CHECK(wolfSSL_X509_check_ip_asc(x, "0000:0000:0000:0000:0000:0000:0000:0001", 0) ==
+        WOLFSSL_SUCCESS);
+  CHECK(wolfSSL_X509_check_ip_asc(x, "127.0.0.2", 0) != WOLFSSL_SUCCESS);
+  CHECK(wolfSSL_X509_check_host(x, "localhost", 9, 0, nullptr) == WOLFSSL_SUCCESS);
+  CHECK(wolfSSL_X509_check_host(x, "example.com", 11, 0, nullptr) != WOLFSSL_SUCCESS);
+  wolfSSL_X509_free(x);
+
+  // The leaf chains to the CA, and to no other CA.
+  WOLFSSL_CERT_MANAGER* cm = wolfSSL_CertManagerNew();
+  REQUIRE(wolfSSL_CertManagerLoadCABuffer(
+              cm, reinterpret_cast<const unsigned char*>(ca.certificate.data()),
+              static_cast<long>(ca.certificate.size()), WOLFSSL_FILETYPE_PEM) == WOLFSSL_SUCCESS);
+  CHECK(wolfSSL_CertManagerVerifyBuffer(
+            cm, reinterpret_cast<const unsigned char*>(leaf.certificate.data()),
+            static_cast<long>(leaf.certificate.size()), WOLFSSL_FILETYPE_PEM) == WOLFSSL_SUCCESS);
+  wolfSSL_CertManagerFree(cm);
+
+  const auto other_ca = make_ca("other CA", 30);
+  cm = wolfSSL_CertManagerNew();
+  REQUIRE(wolfSSL_CertManagerLoadCABuffer(
+              cm, reinterpret_cast<const unsigned char*>(other_ca.certificate.data()),
+              static_cast<long>(other_ca.certificate.size()),
+              WOLFSSL_FILETYPE_PEM) == WOLFSSL_SUCCESS);
+  CHECK(wolfSSL_CertManagerVerifyBuffer(
+            cm, reinterpret_cast<const unsigned char*>(leaf.certificate.data()),
+            static_cast<long>(leaf.certificate.size()), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS);
+  wolfSSL_CertManagerFree(cm);
+}
+
+TEST_CASE("make_leaf refuses a malformed IP address", "[certs]") {
+  const auto ca = make_ca("test CA", 30);
+  CHECK_THROWS_AS(make_leaf(ca, "x", {{}, {"127.0.0.300"}}, cert_usage::server, 30), cert_error);
+  CHECK_THROWS_AS(make_leaf(ca, "", {{"a"}, {}}, cert_usage::server, 30), cert_error);
+}
+
+TEST_CASE("a generated development set loads into server and client TLS contexts", "[certs][tls]") {
+  temp_dir dir;
+  bool created = false;
+  const auto paths = ensure_development_certs(dir.path, created);
+  CHECK(created);
+  const auto key_perms = std::filesystem::status(paths.server_key).permissions();
+  CHECK((key_perms & std::filesystem::perms::group_read) == std::filesystem::perms::none);
+  CHECK((key_perms & std::filesystem::perms::others_read) == std::filesystem::perms::none);
+
+  tls_server_config sc;
+  sc.certificate_file = paths.server_certificate;
+  sc.private_key_file = paths.server_key;
+  sc.client_ca_file = paths.ca_certificate;
+  CHECK_NOTHROW(tls_context::server(sc));
+
+  tls_client_config cc;
+  cc.ca_file = paths.ca_certificate;
+  CHECK_NOTHROW(tls_context::client(cc));
+
+  // A second call reuses the set.
+  const std::string before = read_file(paths.server_certificate);
+  ensure_development_certs(dir.path, created);
+  CHECK_FALSE(created);
+  CHECK(read_file(paths.server_certificate) == before);
+}
+
+TEST_CASE("tls_context names the file it cannot use", "[tls]") {
+  temp_dir dir;
+  bool created = false;
+  const auto paths = ensure_development_certs(dir.path, created);
+  const auto other = make_leaf({read_file(paths.ca_certificate), read_file(paths.ca_key)}, "x",
+                               {{"x"}, {}}, cert_usage::server, 1);
+  write_file(dir.path / "other.key", other.private_key, 0600);
+
+  tls_server_config sc;
+  sc.certificate_file = (dir.path / "missing.pem").string();
+  sc.private_key_file = paths.server_key;
+  try {
+    tls_context::server(sc);
+    FAIL("a missing certificate was accepted");
+  } catch (const tls_error& e) {
+    CHECK(std::string(e.what()).find("missing.pem") != std::string::npos);
+  }
+
+  sc.certificate_file = paths.server_certificate;
+  sc.private_key_file = (dir.path / "other.key").string();
+  try {
+    tls_context::server(sc);
+    FAIL("a key of another certificate was accepted");
+  } catch (const tls_error& e) {
+    CHECK(std::string(e.what()).find("does not match") != std::string::npos);
+  }
+}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+// Tests of cli/udp.hpp on loopback: address parsing, a GSO train arriving byte-exact (coalesced
+// by GRO or not), the local address of a wildcard listener, connected client sockets.
+#include "udp.hpp"
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <poll.h>
+
+#include <numeric>
+#include <vector>
+
+using namespace detour::cli;
+
+namespace {
+
+// Receives until |want| payload bytes arrived or 5 s passed; returns the datagrams' bytes, with
+// each GRO train split back into its datagrams.
+std::vector<std::vector<std::uint8_t>> receive_datagrams(udp_socket& s, std::size_t want) {
+  std::vector<std::vector<std::uint8_t>> out;
+  receive_batch batch(8);
+  std::size_t got = 0;
+  for (int round = 0; round < 500 && got < want; ++round) {
+    pollfd p{s.fd(), POLLIN, 0};
+    ::poll(&p, 1, 10);
+    s.receive(batch);
+    for (const auto& d : batch.datagrams()) {
+      for (std::size_t off = 0; off < d.data.size(); off += d.segment_size) {
+        const auto seg = d.data.subspan(off, std::min(d.segment_size, d.data.size() - off));
+        out.emplace_back(seg.begin(), seg.end());
+        got += seg.size();
+      }
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("socket_address parses IPv4, bracketed IPv6 and a bare port", "[udp][address]") {
+  auto a = socket_address::parse("127.0.0.1:2888");
+  REQUIRE(a);
+  CHECK(a->family() == AF_INET);
+  CHECK(a->port() == 2888);
+  CHECK(a->to_string() == "127.0.0.1:2888");
+
+  auto b = socket_address::parse("[::1]:443");
+  REQUIRE(b);
+  CHECK(b->family() == AF_INET6);
+  CHECK(b->to_string() == "[::1]:443");
+  CHECK(b->host() == "::1");
+
+  auto c = socket_address::parse("2888");
+  REQUIRE(c);
+  CHECK(c->to_string() == "127.0.0.1:2888");
+
+  CHECK(socket_address::parse("0.0.0.0:0")->is_unspecified());
+  CHECK(socket_address::parse("[::]:1")->is_unspecified());
+  CHECK_FALSE(socket_address::parse("127.0.0.1:2888")->is_unspecified());
+}
+
+TEST_CASE("socket_address refuses malformed text", "[udp][address]") {
+  for (const char* bad :
+       {"", ":", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:x", "::1:2888", "[::1]2888",
+        "[::1]:", "[::1:80", "localhost:80", "1.2.3:80", "127.0.0.1:-1", "[::1%nosuchif]:80"}) {
+    INFO(bad);
+    CHECK_FALSE(socket_address::parse(bad));
+  }
+}
+
+TEST_CASE("udp_socket sends a train of datagrams that arrives byte-exact", "[udp][gso]") {
+  auto server = udp_socket::bound(*socket_address::parse("127.0.0.1:0"));
+  auto client = udp_socket::connected(server.local_address());
+  CHECK(server.local_address().port() != 0);
+
+  constexpr std::size_t segment = 1200;
+  std::vector<std::uint8_t> payload(segment * 5 + 300); // five full datagrams and a short one
+  std::iota(payload.begin(), payload.end(), std::uint8_t{0});
+  const send_result r = client.send(nullptr, nullptr, payload, segment);
+  REQUIRE_FALSE(r.blocked);
+  REQUIRE(r.bytes_sent == payload.size());
+
+  const auto got = receive_datagrams(server, payload.size());
+  REQUIRE(got.size() == 6);
+  std::vector<std::uint8_t> joined;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i].size() == (i < 5 ? segment : 300));
+    joined.insert(joined.end(), got[i].begin(), got[i].end());
+  }
+  CHECK(joined == payload);
+}
+
+TEST_CASE("udp_socket falls back to one datagram per send without GSO", "[udp][gso]") {
+  udp_options no_gso;
+  no_gso.enable_gso = false;
+  no_gso.enable_gro = false;
+  auto server = udp_socket::bound(*socket_address::parse("127.0.0.1:0"), no_gso);
+  auto client = udp_socket::connected(server.local_address(), no_gso);
+  CHECK_FALSE(client.gso_enabled());
+  std::vector<std::uint8_t> payload(1000 * 3, 0x5a);
+  REQUIRE(client.send(nullptr, nullptr, payload, 1000).bytes_sent == payload.size());
+  const auto got = receive_datagrams(server, payload.size());
+  CHECK(got.size() == 3);
+}
+
+TEST_CASE("udp_socket reports the local address of a wildcard listener and replies from it",
+          "[udp][pktinfo]") {
+  auto server = udp_socket::bound(*socket_address::parse("0.0.0.0:0"));
+  auto to = socket_address::ipv4_loopback(server.local_address().port());
+  auto client = udp_socket::connected(to);
+  const std::uint8_t hello[] = {1, 2, 3};
+  REQUIRE(client.send(nullptr, nullptr, hello, sizeof hello).bytes_sent == 3);
+
+  receive_batch batch(4);
+  for (int i = 0; i < 500 && batch.datagrams().empty(); ++i) {
+    pollfd p{server.fd(), POLLIN, 0};
+    ::poll(&p, 1, 10);
+    server.receive(batch);
+  }
+  REQUIRE(batch.datagrams().size() == 1);
+  const received_datagram d = batch.datagrams()[0];
+  CHECK(d.local == to);
+  CHECK(d.remote == client.local_address());
+
+  const std::uint8_t reply[] = {9};
+  REQUIRE(server.send(&d.remote, &d.local, reply, 1).bytes_sent == 1);
+  const auto got = receive_datagrams(client, 1);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0] == std::vector<std::uint8_t>{9});
+}
+
+TEST_CASE("udp_socket works over IPv6 loopback", "[udp][ipv6]") {
+  auto server = udp_socket::bound(*socket_address::parse("[::1]:0"));
+  auto client = udp_socket::connected(server.local_address());
+  const std::vector<std::uint8_t> payload(1400, 7);
+  REQUIRE(client.send(nullptr, nullptr, payload, payload.size()).bytes_sent == payload.size());
+  const auto got = receive_datagrams(server, payload.size());
+  REQUIRE(got.size() == 1);
+  CHECK(got[0] == payload);
+}
+
+TEST_CASE("udp_socket refuses a port in use and names the address", "[udp]") {
+  auto first = udp_socket::bound(*socket_address::parse("127.0.0.1:0"));
+  // A second server on the same port must fail loudly, not share the port's datagrams.
+  try {
+    auto second = udp_socket::bound(first.local_address());
+    FAIL("bind succeeded twice");
+  } catch (const std::system_error& e) {
+    CHECK(std::string(e.what()).find(first.local_address().to_string()) != std::string::npos);
+  }
+}
