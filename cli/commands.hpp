@@ -17,4 +17,6 @@ struct command {
   int (*run)(args);
 };
 
+int run_cert(args a); // cert.cpp
+
 } // namespace detour::cli

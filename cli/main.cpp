@@ -20,6 +20,7 @@ int run_version(args) {
 
 constexpr std::array commands{
     command{"version", "print the version", run_version},
+    command{"cert", "make a CA, server and client certificates", run_cert},
 };
 
 void usage(std::FILE* out) {
