@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: MIT
+// detour/ppv2/decode.hpp: PROXY protocol v2 decoding (proxy-protocol.txt section 2.2): a
+// stateless decode() over "everything received so far", and an incremental decoder that
+// accumulates pieces of any size into caller-provided storage. Both give identical results,
+// never allocate and never read past the bytes they are given.
+#pragma once
+
+#include <detour/detail/bytes.hpp>
+#include <detour/detail/crc32c.hpp>
+#include <detour/error.hpp>
+#include <detour/ppv2/header.hpp>
+#include <detour/result.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+namespace detour::ppv2 {
+
+/// Limits applied while decoding.
+struct decode_limits {
+  /// Largest header accepted, the 16 fixed bytes included, checked as soon as the length field
+  /// is in (before the rest is buffered). The format allows 16 + 65535; real peers send far
+  /// less: g3proxy's encoder buffer is 536 bytes, HAProxy with SSL, authority and unique-id TLVs
+  /// a few hundred. 4096 leaves room for client-certificate TLVs while bounding what one stream
+  /// can make a server buffer.
+  std::size_t max_header_size = 4096;
+};
+
+/// The largest value a PP2_TYPE_UNIQUE_ID may have (§2.2.5: "up to 128 bytes").
+inline constexpr std::size_t max_unique_id_size = 128;
+
+namespace detail {
+
+/// Bit for a registered type that may appear at most once (NOOP may repeat; other types are
+/// not ours to police), or 0.
+constexpr std::uint32_t single_tlv_bit(std::uint8_t type) noexcept {
+  switch (type) {
+  case 0x01:
+    return 1u << 0; // ALPN
+  case 0x02:
+    return 1u << 1; // AUTHORITY
+  case 0x03:
+    return 1u << 2; // CRC32C
+  case 0x05:
+    return 1u << 3; // UNIQUE_ID
+  case 0x20:
+    return 1u << 4; // SSL
+  case 0x30:
+    return 1u << 5; // NETNS
+  default:
+    return 0;
+  }
+}
+
+/// Walks the SSL TLV's sub-TLVs (§2.2.6), `at` being the offset of `sub` in the header.
+constexpr decode_result<bool> check_ssl_sub_tlvs(std::span<const std::uint8_t> sub,
+                                                 std::size_t at) noexcept {
+  std::uint32_t seen = 0;
+  std::size_t pos = 0;
+  while (pos < sub.size()) {
+    if (sub.size() - pos < tlv_head_size)
+      return decode_result<bool>::fail(errc::tlv_truncated, at + pos);
+    const std::uint8_t type = sub[pos];
+    const std::size_t len = ::detour::detail::load_be16(sub.data() + pos + 1);
+    if (len > sub.size() - pos - tlv_head_size)
+      return decode_result<bool>::fail(errc::tlv_truncated, at + pos);
+    if (type >= 0x21 && type <= 0x25) {
+      const std::uint32_t bit = 1u << (type - 0x21);
+      if (seen & bit) return decode_result<bool>::fail(errc::tlv_duplicate, at + pos);
+      seen |= bit;
+    }
+    pos += tlv_head_size + len;
+  }
+  return decode_result<bool>::ok(true, sub.size());
+}
+
+} // namespace detail
+
+/// Decodes a PROXY v2 header from the start of `bytes`, everything received so far.
+///
+/// - complete: `consumed` is the header size (16 + length); bytes after it are not looked at
+///   and belong to the caller. `value` views into `bytes`.
+/// - need_more: `needed` more bytes are required. Until the 16-byte fixed part is in, that
+///   is the count up to it; from then on it is exact (`bytes.size() + needed` is the header
+///   size). Each byte is checked as soon as it is present: a wrong signature byte, version,
+///   command, family or transport is an error at once, and the size limit is enforced when the
+///   length field arrives.
+/// - error: `error` and `offset` (from the start of the header) of the first problem found.
+///
+/// Checks, in order: signature (offset of the first wrong byte), version and command (12),
+/// family and transport (13), length covering the address block and the size limit (14), then
+/// each TLV (offset of its type byte): truncation, duplicates, fixed sizes, SSL sub-TLVs, and
+/// last the CRC32C (offset of the CRC32C TLV).
+constexpr decode_result<header_view> decode(std::span<const std::uint8_t> bytes,
+                                            const decode_limits& limits = {}) noexcept {
+  using result = decode_result<header_view>;
+  const std::size_t n = bytes.size();
+
+  // §2.2: the signature, checked byte by byte so a stranger is refused at the first byte.
+  const std::size_t sig_have = std::min(n, signature.size());
+  for (std::size_t i = 0; i < sig_have; ++i)
+    if (bytes[i] != signature[i]) return result::fail(errc::bad_signature, i);
+  if (n <= 12) return result::more(fixed_size - n);
+
+  // §2.2: "the highest four bits contains the version ... must always be \x2"; the command is
+  // LOCAL or PROXY, "receivers must drop connections presenting unexpected values here".
+  const std::uint8_t ver_cmd = bytes[12];
+  if ((ver_cmd >> 4) != 0x2) return result::fail(errc::bad_version, 12);
+  if ((ver_cmd & 0xF) > 0x1) return result::fail(errc::bad_command, 12);
+  if (n == 13) return result::more(fixed_size - n);
+
+  // §2.2: "other values are unspecified ... and must be rejected as invalid by receivers".
+  // Only the listed bytes are valid: 00 (UNSPEC) and 11 12 21 22 31 32.
+  const std::uint8_t fam = bytes[13];
+  const std::uint8_t family_nibble = fam >> 4;
+  const std::uint8_t transport_nibble = fam & 0xF;
+  if (family_nibble > 0x3) return result::fail(errc::bad_family, 13);
+  if (transport_nibble > 0x2 || (family_nibble == 0) != (transport_nibble == 0))
+    return result::fail(errc::bad_transport, 13);
+  if (n < fixed_size) return result::more(fixed_size - n);
+
+  const auto family = static_cast<address_family>(family_nibble);
+  const std::size_t length = ::detour::detail::load_be16(bytes.data() + 14);
+  const std::size_t total = fixed_size + length;
+  const std::size_t addr_size = address_size(family);
+  // §2.2: the address block must fit in the declared length, for LOCAL too ("receivers MUST
+  // always consider this field to skip the appropriate number of bytes").
+  if (length < addr_size) return result::fail(errc::address_block_too_short, 14);
+  if (total > limits.max_header_size) return result::fail(errc::header_too_large, 14);
+  if (n < total) return result::more(total - n);
+
+  const auto header = bytes.first(total);
+  header_view h;
+  h.command = static_cast<command>(ver_cmd & 0xF);
+  h.family = family;
+  h.transport = static_cast<transport>(transport_nibble);
+  h.bytes = header;
+  h.address_block = header.subspan(fixed_size, addr_size);
+  h.tlv_block = header.subspan(fixed_size + addr_size);
+  const std::uint8_t* a = header.data() + fixed_size;
+  if (family == address_family::inet) {
+    h.source = {ip_address::v4(std::span<const std::uint8_t, 4>(a, 4)),
+                ::detour::detail::load_be16(a + 8)};
+    h.destination = {ip_address::v4(std::span<const std::uint8_t, 4>(a + 4, 4)),
+                     ::detour::detail::load_be16(a + 10)};
+  } else if (family == address_family::inet6) {
+    h.source = {ip_address::v6(std::span<const std::uint8_t, 16>(a, 16)),
+                ::detour::detail::load_be16(a + 32)};
+    h.destination = {ip_address::v6(std::span<const std::uint8_t, 16>(a + 16, 16)),
+                     ::detour::detail::load_be16(a + 34)};
+  }
+
+  // §2.2 (pp2_tlv): walk the TLVs; the walk must end exactly at 16 + length.
+  std::uint32_t seen = 0;
+  std::size_t crc_at = 0; // offset of the CRC32C TLV, 0 when absent
+  std::size_t pos = fixed_size + addr_size;
+  while (pos < total) {
+    if (total - pos < tlv_head_size) return result::fail(errc::tlv_truncated, pos);
+    const std::uint8_t type = header[pos];
+    const std::size_t len = ::detour::detail::load_be16(header.data() + pos + 1);
+    if (len > total - pos - tlv_head_size) return result::fail(errc::tlv_truncated, pos);
+    if (const std::uint32_t bit = detail::single_tlv_bit(type)) {
+      if (seen & bit) return result::fail(errc::tlv_duplicate, pos);
+      seen |= bit;
+    }
+    switch (type) {
+    case to_byte(tlv_type::crc32c): // §2.2.3: a 32-bit number
+      if (len != 4) return result::fail(errc::tlv_bad_size, pos);
+      crc_at = pos;
+      break;
+    case to_byte(tlv_type::unique_id): // §2.2.5: "up to 128 bytes"
+      if (len > max_unique_id_size) return result::fail(errc::unique_id_too_long, pos);
+      break;
+    case to_byte(tlv_type::ssl): { // §2.2.6: client (1), verify (4), sub-TLVs
+      if (len < ssl_fixed_size) return result::fail(errc::tlv_bad_size, pos);
+      const std::size_t sub_at = pos + tlv_head_size + ssl_fixed_size;
+      const auto sub =
+          detail::check_ssl_sub_tlvs(header.subspan(sub_at, len - ssl_fixed_size), sub_at);
+      if (sub.failed()) return result::fail(sub.error, sub.offset);
+      break;
+    }
+    default:
+      break; // other registered types, the custom range and unknown types: kept as is
+    }
+    pos += tlv_head_size + len;
+  }
+
+  // §2.2.3: "replace the 32 bits of the checksum field ... with all '0's and calculate a CRC32c
+  // checksum value of the whole PROXY header"; a mismatch makes the connection invalid.
+  if (crc_at != 0) {
+    const std::size_t field = crc_at + tlv_head_size;
+    const std::uint32_t sent = ::detour::detail::load_be32(header.data() + field);
+    if (::detour::detail::crc32c_with_zeroed_field(header, field) != sent)
+      return result::fail(errc::crc32c_mismatch, crc_at);
+  }
+  return result::ok(h, total);
+}
+
+/// An incremental PROXY v2 decoder: feed it the bytes of a stream in pieces of any size (down
+/// to one byte at a time); it copies exactly the header's bytes into the storage it was given
+/// and stops at the header's end, so the bytes after it (payload, relay data) stay the
+/// caller's. Its result is always the one decode() gives for the concatenation of what it was
+/// fed, with `consumed` counting the bytes taken from the latest piece.
+///
+/// The limit applied is the smaller of `limits.max_header_size` and the storage size: give it
+/// storage of at least max_header_size bytes (the default limit is 4096) to apply the limit as
+/// configured. It never allocates; after a complete header or an error every further feed()
+/// returns the same result again with `consumed` 0 (errors are sticky) until reset().
+class decoder {
+public:
+  /// `storage` must stay valid and untouched while the decoder and its header views are in use;
+  /// storage smaller than the 16-byte fixed part makes every feed() fail with header_too_large.
+  explicit decoder(std::span<std::uint8_t> storage, decode_limits limits = {}) noexcept
+      : storage_(storage), limits_(limits) {
+    limits_.max_header_size = std::min(limits_.max_header_size, storage_.size());
+    // Storage that cannot even hold the fixed part can hold no header at all.
+    if (storage_.size() < fixed_size)
+      last_ = decode_result<header_view>::fail(errc::header_too_large, 0);
+  }
+
+  /// Takes from `piece` what belongs to the header.
+  /// - need_more: all of `piece` was taken (`consumed == piece.size()`); `needed` as decode().
+  /// - complete: `consumed` bytes of `piece` completed the header; the rest of `piece` is not
+  ///   part of it. `value` views into the storage.
+  /// - error: `error` and `offset` as decode() reports them for the same bytes; `consumed` is
+  ///   what was taken from `piece` up to the point the error was seen.
+  decode_result<header_view> feed(std::span<const std::uint8_t> piece) noexcept {
+    if (!last_.need_more()) {
+      auto again = last_;
+      again.consumed = 0;
+      return again;
+    }
+    std::size_t taken = 0;
+    while (true) {
+      // Until the fixed part is in, take at most up to it; then exactly up to the end.
+      const std::size_t target = size_ < fixed_size ? fixed_size : size_ + last_.needed;
+      const std::size_t want = std::min(target, limits_.max_header_size) - std::min(size_, target);
+      const std::size_t take = std::min(want, piece.size() - taken);
+      if (take != 0) std::memcpy(storage_.data() + size_, piece.data() + taken, take);
+      size_ += take;
+      taken += take;
+      last_ = decode(std::span<const std::uint8_t>(storage_.data(), size_), limits_);
+      if (!last_.need_more() || taken == piece.size() || take == 0) break;
+    }
+    auto r = last_;
+    r.consumed = taken;
+    return r;
+  }
+
+  /// Bytes of the header stored so far.
+  std::size_t buffered() const noexcept { return size_; }
+  /// The latest result (need_more with 16 needed before the first feed).
+  const decode_result<header_view>& result() const noexcept { return last_; }
+  /// Forgets everything and starts on a new header.
+  void reset() noexcept {
+    size_ = 0;
+    last_ = storage_.size() < fixed_size
+                ? decode_result<header_view>::fail(errc::header_too_large, 0)
+                : decode_result<header_view>::more(fixed_size);
+  }
+
+private:
+  std::span<std::uint8_t> storage_;
+  decode_limits limits_;
+  std::size_t size_ = 0;
+  decode_result<header_view> last_ = decode_result<header_view>::more(fixed_size);
+};
+
+} // namespace detour::ppv2

@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: MIT
+// detour/request.hpp: the detour layer over PROXY protocol v2 (g3proxy stream detour): the
+// north request (E0 upstream, E2 username, E3 task id, E4 protocol, E5 match id, E6 payload
+// length) and the south hello (E5 alone) as typed views, how to tell them apart, and encoders
+// that reproduce g3proxy's bytes exactly.
+#pragma once
+
+#include <detour/address.hpp>
+#include <detour/detail/bytes.hpp>
+#include <detour/detail/utf8.hpp>
+#include <detour/error.hpp>
+#include <detour/ppv2/decode.hpp>
+#include <detour/ppv2/encode.hpp>
+#include <detour/ppv2/header.hpp>
+#include <detour/result.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace detour {
+
+/// The size of g3proxy's header buffer (V2_BUF_CAP): it never sends a larger header, and fails
+/// the task instead (the server then sees a north stream with nothing but a FIN).
+inline constexpr std::size_t g3_max_header_size = 536;
+
+/// A 16-byte UUID (the E3 task id), in network order as sent.
+struct uuid {
+  std::array<std::uint8_t, 16> bytes{};
+  friend constexpr bool operator==(const uuid&, const uuid&) = default;
+};
+
+/// The canonical 8-4-4-4-12 lower-case form of a uuid, in a fixed buffer.
+struct uuid_text {
+  std::array<char, 36> chars{};
+  constexpr std::string_view view() const noexcept { return {chars.data(), chars.size()}; }
+  friend constexpr bool operator==(const uuid_text& a, std::string_view b) noexcept {
+    return a.view() == b;
+  }
+};
+
+/// "6ba7b810-9dad-11d1-80b4-00c04fd430c8".
+constexpr uuid_text to_text(const uuid& id) noexcept {
+  constexpr std::string_view hex = "0123456789abcdef";
+  uuid_text t;
+  std::size_t o = 0;
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) t.chars[o++] = '-';
+    t.chars[o++] = hex[id.bytes[i] >> 4];
+    t.chars[o++] = hex[id.bytes[i] & 0xF];
+  }
+  return t;
+}
+
+/// The protocols g3proxy detours today (E4). Others are valid too: g3proxy knows more
+/// protocols, so an unknown name is a policy question, not a parse error.
+enum class protocol_kind : std::uint8_t {
+  other,     ///< any other name (see north_request::protocol_name)
+  http_2,    ///< "http_2"
+  websocket, ///< "websocket" (HTTP/1.1 Upgrade and HTTP/2 extended CONNECT); carries a payload
+  smtp,      ///< "smtp"
+  imap,      ///< "imap"
+};
+
+/// The E4 text of a known protocol; empty for protocol_kind::other.
+constexpr std::string_view to_string(protocol_kind p) noexcept {
+  switch (p) {
+  case protocol_kind::http_2:
+    return "http_2";
+  case protocol_kind::websocket:
+    return "websocket";
+  case protocol_kind::smtp:
+    return "smtp";
+  case protocol_kind::imap:
+    return "imap";
+  case protocol_kind::other:
+    break;
+  }
+  return {};
+}
+
+/// The kind of an E4 text (exact, case-sensitive match, as g3proxy writes them).
+constexpr protocol_kind protocol_from_name(std::string_view name) noexcept {
+  for (auto p :
+       {protocol_kind::http_2, protocol_kind::websocket, protocol_kind::smtp, protocol_kind::imap})
+    if (name == to_string(p)) return p;
+  return protocol_kind::other;
+}
+
+/// The E0 upstream address: where the client wanted to go.
+struct upstream_address {
+  std::string_view text; ///< as sent: "example.com:443", "192.0.2.1:25", "[2001:db8::1]:993"
+  std::string_view host; ///< the host part, IPv6 brackets removed: "2001:db8::1"
+  std::uint16_t port = 0;
+};
+
+/// Splits "host:port". The host is a name or IPv4 address, or an IPv6 address in brackets (the
+/// bracketed part must be an IPv6 address); it is not empty and holds no control character,
+/// space, or (outside brackets) colon; the port is decimal 0-65535.
+constexpr std::optional<upstream_address> parse_upstream(std::string_view text) noexcept {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const auto port = detail::parse_port(text.substr(colon + 1));
+  if (!port) return std::nullopt;
+  std::string_view host = text.substr(0, colon);
+  if (!host.empty() && host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return std::nullopt;
+    host = host.substr(1, host.size() - 2);
+    const auto ip = parse_ip(host);
+    if (!ip || !ip->is_v6()) return std::nullopt;
+    return upstream_address{text, host, *port};
+  }
+  if (host.empty()) return std::nullopt;
+  for (char c : host) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7F || c == ':' || c == '[' || c == ']') return std::nullopt;
+  }
+  return upstream_address{text, host, *port};
+}
+
+/// A north request: the header g3proxy sends first on a task's north stream. Its payload
+/// (`payload_length` bytes, a WebSocket summary for `websocket`) follows the header.
+///
+/// Text fields are views of the bytes as sent. g3proxy builds them from Rust strings, so they
+/// are UTF-8; the parser checks that unless request_limits::require_utf8 is cleared, and never
+/// transcodes or unescapes anything.
+struct north_request {
+  socket_address client;                    ///< PROXY source: the proxied client
+  socket_address proxy;                     ///< PROXY destination: the proxy's listening address
+  upstream_address upstream;                ///< E0
+  std::optional<std::string_view> username; ///< E2, only when the client authenticated
+  uuid task_id;                             ///< E3
+  protocol_kind protocol = protocol_kind::other; ///< E4, when it is a known name
+  std::string_view protocol_name;                ///< E4 as sent
+  std::uint16_t match_id = 0;                    ///< E5: pairs the south stream on this connection
+  std::uint32_t payload_length = 0;              ///< E6: payload bytes after the header
+  std::size_t header_size = 0;                   ///< bytes of the PROXY header (when decoded)
+};
+
+/// A south hello: the header g3proxy sends on a task's south stream after a "continue" answer,
+/// with the same addresses as the north request and the match id alone.
+struct south_hello {
+  socket_address client;       ///< PROXY source
+  socket_address proxy;        ///< PROXY destination
+  std::uint16_t match_id = 0;  ///< E5
+  std::size_t header_size = 0; ///< bytes of the PROXY header (when decoded)
+};
+
+/// Which half of a task a stream header opens.
+enum class stream_kind : std::uint8_t {
+  north, ///< carries E0, E3, E4, E5, E6 (and E2 when the client authenticated)
+  south, ///< carries E5 and none of E0, E2, E3, E4, E6
+};
+
+/// A classified stream header: `north` is meaningful when kind is north, `south` when south.
+struct stream_header {
+  stream_kind kind = stream_kind::north;
+  north_request north;
+  south_hello south;
+};
+
+/// Limits and policy for the detour layer.
+struct request_limits {
+  /// Limits of the PROXY header itself (for the decode_* functions that start from bytes).
+  ppv2::decode_limits header;
+  /// Largest E6 payload length accepted. A server holds the payload before it answers, so this
+  /// bounds what one task can make it buffer. g3proxy sends 0, except for `websocket` where the
+  /// payload is a handshake summary of a few hundred bytes; 64 KiB leaves ample room.
+  std::uint32_t max_payload_length = 64 * 1024;
+  /// Refuse E0, E2 and E4 values that are not UTF-8 (text_not_utf8). g3proxy only sends UTF-8;
+  /// clear this to accept any bytes and treat the text as opaque.
+  bool require_utf8 = true;
+};
+
+namespace detail {
+
+inline constexpr std::uint8_t detour_first = 0xE0, detour_last = 0xE6;
+constexpr std::uint8_t detour_bit(ppv2::tlv_type t) noexcept {
+  return static_cast<std::uint8_t>(1u << (ppv2::to_byte(t) - detour_first));
+}
+inline constexpr std::uint8_t north_markers =
+    detour_bit(ppv2::tlv_type::upstream) | detour_bit(ppv2::tlv_type::username) |
+    detour_bit(ppv2::tlv_type::task_id) | detour_bit(ppv2::tlv_type::protocol) |
+    detour_bit(ppv2::tlv_type::payload_length);
+inline constexpr std::uint8_t north_required =
+    detour_bit(ppv2::tlv_type::upstream) | detour_bit(ppv2::tlv_type::task_id) |
+    detour_bit(ppv2::tlv_type::protocol) | detour_bit(ppv2::tlv_type::match_id) |
+    detour_bit(ppv2::tlv_type::payload_length);
+
+/// The detour TLVs E0-E6 of a header, found in one walk.
+struct detour_tlvs {
+  std::array<ppv2::tlv_view, 7> tlv{}; ///< by type - 0xE0
+  std::uint8_t present = 0;            ///< bit (type - 0xE0)
+
+  constexpr bool has(ppv2::tlv_type t) const noexcept { return present & detour_bit(t); }
+  constexpr const ppv2::tlv_view& get(ppv2::tlv_type t) const noexcept {
+    return tlv[ppv2::to_byte(t) - detour_first];
+  }
+};
+
+/// Checks the command and family, then walks the TLVs once: E0-E6 may appear once each, and
+/// E3, E5, E6 have fixed sizes (16, 2, 4).
+inline decode_result<detour_tlvs> scan_detour_tlvs(const ppv2::header_view& h) noexcept {
+  using result = decode_result<detour_tlvs>;
+  if (h.command != ppv2::command::proxy) return result::fail(errc::not_proxy_command, 12);
+  if ((h.family != ppv2::address_family::inet && h.family != ppv2::address_family::inet6) ||
+      h.transport != ppv2::transport::stream)
+    return result::fail(errc::not_tcp, 13);
+  detour_tlvs d;
+  for (const ppv2::tlv_view t : h.tlvs()) {
+    if (t.type < detour_first || t.type > detour_last) continue;
+    const auto bit = static_cast<std::uint8_t>(1u << (t.type - detour_first));
+    if (d.present & bit) return result::fail(errc::tlv_duplicate, t.offset);
+    d.present |= bit;
+    d.tlv[t.type - detour_first] = t;
+    std::size_t fixed = 0;
+    switch (static_cast<ppv2::tlv_type>(t.type)) {
+    case ppv2::tlv_type::task_id:
+      fixed = 16;
+      break;
+    case ppv2::tlv_type::match_id:
+      fixed = 2;
+      break;
+    case ppv2::tlv_type::payload_length:
+      fixed = 4;
+      break;
+    default:
+      break;
+    }
+    if (fixed != 0 && t.value.size() != fixed) return result::fail(errc::tlv_bad_size, t.offset);
+  }
+  return result::ok(d, h.size());
+}
+
+/// UTF-8 check of a text TLV: the offset of the bad byte in the header, or 0 when valid.
+constexpr std::size_t bad_utf8_offset(const ppv2::tlv_view& t) noexcept {
+  const std::size_t at = utf8_invalid_at(t.value);
+  return at == utf8_valid ? 0 : t.offset + ppv2::tlv_head_size + at;
+}
+
+inline decode_result<north_request> build_north(const ppv2::header_view& h, const detour_tlvs& d,
+                                                const request_limits& limits) noexcept {
+  using result = decode_result<north_request>;
+  using ppv2::tlv_type;
+  if ((d.present & north_required) != north_required)
+    return result::fail(errc::missing_required_tlv, h.size());
+  north_request r;
+  r.client = h.source;
+  r.proxy = h.destination;
+  r.header_size = h.size();
+
+  const auto& up = d.get(tlv_type::upstream);
+  if (limits.require_utf8)
+    if (const auto bad = bad_utf8_offset(up)) return result::fail(errc::text_not_utf8, bad);
+  const auto upstream = parse_upstream(up.text());
+  if (!upstream) return result::fail(errc::bad_upstream_address, up.offset);
+  r.upstream = *upstream;
+
+  if (d.has(tlv_type::username)) {
+    const auto& user = d.get(tlv_type::username);
+    if (limits.require_utf8)
+      if (const auto bad = bad_utf8_offset(user)) return result::fail(errc::text_not_utf8, bad);
+    r.username = user.text();
+  }
+
+  const auto& id = d.get(tlv_type::task_id);
+  for (std::size_t i = 0; i < 16; ++i) r.task_id.bytes[i] = id.value[i];
+
+  const auto& proto = d.get(tlv_type::protocol);
+  if (limits.require_utf8)
+    if (const auto bad = bad_utf8_offset(proto)) return result::fail(errc::text_not_utf8, bad);
+  r.protocol_name = proto.text();
+  r.protocol = protocol_from_name(r.protocol_name);
+
+  r.match_id = load_be16(d.get(tlv_type::match_id).value.data());
+
+  const auto& len = d.get(tlv_type::payload_length);
+  r.payload_length = load_be32(len.value.data());
+  if (r.payload_length > limits.max_payload_length)
+    return result::fail(errc::payload_too_large, len.offset);
+  return result::ok(r, h.size());
+}
+
+inline decode_result<south_hello> build_south(const ppv2::header_view& h,
+                                              const detour_tlvs& d) noexcept {
+  using result = decode_result<south_hello>;
+  if (d.present & north_markers) {
+    // A south hello carries E5 alone: report the first north-only TLV.
+    std::size_t first = h.size();
+    for (std::uint8_t i = 0; i < 7; ++i)
+      if ((d.present & north_markers & (1u << i)) && d.tlv[i].offset < first)
+        first = d.tlv[i].offset;
+    return result::fail(errc::unknown_stream_kind, first);
+  }
+  if (!d.has(ppv2::tlv_type::match_id)) return result::fail(errc::missing_required_tlv, h.size());
+  south_hello s;
+  s.client = h.source;
+  s.proxy = h.destination;
+  s.match_id = load_be16(d.get(ppv2::tlv_type::match_id).value.data());
+  s.header_size = h.size();
+  return result::ok(s, h.size());
+}
+
+} // namespace detail
+
+/// Tells a north request from a south hello: north when any of E0, E2, E3, E4, E6 is present,
+/// south when E5 is present without them, otherwise unknown_stream_kind (at the start of the
+/// TLV block). Only classifies: the command, family and TLV sizes are checked by the parsers.
+inline decode_result<stream_kind> classify(const ppv2::header_view& h) noexcept {
+  using result = decode_result<stream_kind>;
+  std::uint8_t present = 0;
+  for (const ppv2::tlv_view t : h.tlvs())
+    if (t.type >= detail::detour_first && t.type <= detail::detour_last)
+      present |= static_cast<std::uint8_t>(1u << (t.type - detail::detour_first));
+  if (present & detail::north_markers) return result::ok(stream_kind::north, h.size());
+  if (present & detail::detour_bit(ppv2::tlv_type::match_id))
+    return result::ok(stream_kind::south, h.size());
+  return result::fail(errc::unknown_stream_kind, ppv2::fixed_size + h.address_block.size());
+}
+
+/// Reads a north request from a decoded header. Checks, in order: the PROXY command
+/// (not_proxy_command, offset 12), TCP over IPv4/IPv6 (not_tcp, 13), the detour TLVs in wire
+/// order (tlv_duplicate; tlv_bad_size for E3 16, E5 2, E6 4; at the TLV), the presence of E0,
+/// E3, E4, E5, E6 (missing_required_tlv, at the end of the header), then the values: E0
+/// (text_not_utf8 at the bad byte, bad_upstream_address at the TLV), E2 and E4 (text_not_utf8),
+/// E6 against max_payload_length (payload_too_large, at the TLV). Other TLVs are ignored.
+/// `consumed` is the header size; views point where the header's do.
+inline decode_result<north_request>
+parse_north_request(const ppv2::header_view& h, const request_limits& limits = {}) noexcept {
+  const auto d = detail::scan_detour_tlvs(h);
+  if (d.failed()) return d.rebind(north_request{});
+  return detail::build_north(h, d.value, limits);
+}
+
+/// Reads a south hello from a decoded header: the PROXY command, TCP over IPv4/IPv6, E5 of 2
+/// bytes, and none of E0, E2, E3, E4, E6 (unknown_stream_kind at the first of them).
+inline decode_result<south_hello> parse_south_hello(const ppv2::header_view& h) noexcept {
+  const auto d = detail::scan_detour_tlvs(h);
+  if (d.failed()) return d.rebind(south_hello{});
+  return detail::build_south(h, d.value);
+}
+
+/// Classifies and reads a header in one walk: what classify() and then parse_north_request()
+/// or parse_south_hello() would report.
+inline decode_result<stream_header>
+parse_stream_header(const ppv2::header_view& h, const request_limits& limits = {}) noexcept {
+  using result = decode_result<stream_header>;
+  const auto d = detail::scan_detour_tlvs(h);
+  if (d.failed()) return d.rebind(stream_header{});
+  stream_header s;
+  if (d.value.present & detail::north_markers) {
+    const auto n = detail::build_north(h, d.value, limits);
+    if (n.failed()) return n.rebind(stream_header{});
+    s.kind = stream_kind::north;
+    s.north = n.value;
+    return result::ok(s, h.size());
+  }
+  if (!d.value.has(ppv2::tlv_type::match_id))
+    return result::fail(errc::unknown_stream_kind, ppv2::fixed_size + h.address_block.size());
+  const auto south = detail::build_south(h, d.value);
+  if (south.failed()) return south.rebind(stream_header{});
+  s.kind = stream_kind::south;
+  s.south = south.value;
+  return result::ok(s, h.size());
+}
+
+/// decode() then parse_north_request(): need_more until the whole header is in; `consumed` is
+/// the header size and the payload starts right after it.
+inline decode_result<north_request>
+decode_north_request(std::span<const std::uint8_t> bytes,
+                     const request_limits& limits = {}) noexcept {
+  const auto h = ppv2::decode(bytes, limits.header);
+  if (!h.complete()) return h.rebind(north_request{});
+  return parse_north_request(h.value, limits);
+}
+
+/// decode() then parse_south_hello().
+inline decode_result<south_hello> decode_south_hello(std::span<const std::uint8_t> bytes,
+                                                     const request_limits& limits = {}) noexcept {
+  const auto h = ppv2::decode(bytes, limits.header);
+  if (!h.complete()) return h.rebind(south_hello{});
+  return parse_south_hello(h.value);
+}
+
+/// decode() then parse_stream_header().
+inline decode_result<stream_header>
+decode_stream_header(std::span<const std::uint8_t> bytes,
+                     const request_limits& limits = {}) noexcept {
+  const auto h = ppv2::decode(bytes, limits.header);
+  if (!h.complete()) return h.rebind(stream_header{});
+  return parse_stream_header(h.value, limits);
+}
+
+namespace detail {
+
+inline std::span<const std::uint8_t> bytes_of(std::string_view s) noexcept {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+/// The limits an encoder checks its own output against: only what makes a request malformed.
+inline constexpr request_limits encoder_check_limits{
+    ppv2::decode_limits{ppv2::max_size}, std::numeric_limits<std::uint32_t>::max(), true};
+
+} // namespace detail
+
+/// Encodes a north request exactly as g3proxy does: TCP4 or TCP6 with the PROXY command, then
+/// E2 (when `username` is set), E3, E0 (`upstream.text`), E5, E4 (`protocol_name`, or the name
+/// of `protocol` when protocol_name is empty), E6. `header_size` is ignored. Refuses
+/// (address_family_mismatch) addresses of different families, and anything
+/// parse_north_request() would refuse with the largest limits. The result may exceed
+/// g3_max_header_size, which g3proxy itself would refuse to send.
+inline encode_result encode_north_request(const north_request& r,
+                                          std::span<std::uint8_t> out) noexcept {
+  using ppv2::tlv_type;
+  if (r.client.ip.family != r.proxy.ip.family) return {errc::address_family_mismatch, 0};
+  std::array<std::uint8_t, 2> match{};
+  std::array<std::uint8_t, 4> length{};
+  detail::store_be16(match.data(), r.match_id);
+  detail::store_be32(length.data(), r.payload_length);
+  const std::string_view protocol =
+      r.protocol_name.empty() ? to_string(r.protocol) : r.protocol_name;
+  std::array<ppv2::tlv, 6> tlvs{};
+  std::size_t n = 0;
+  if (r.username) tlvs[n++] = {tlv_type::username, *r.username};
+  tlvs[n++] = {tlv_type::task_id, std::span<const std::uint8_t>(r.task_id.bytes)};
+  tlvs[n++] = {tlv_type::upstream, r.upstream.text};
+  tlvs[n++] = {tlv_type::match_id, std::span<const std::uint8_t>(match)};
+  tlvs[n++] = {tlv_type::protocol, protocol};
+  tlvs[n++] = {tlv_type::payload_length, std::span<const std::uint8_t>(length)};
+  const auto e = ppv2::encode(ppv2::header_fields::tcp(r.client, r.proxy),
+                              std::span<const ppv2::tlv>(tlvs.data(), n), out);
+  if (!e) return e;
+  const auto check = decode_north_request(out.first(e.size), detail::encoder_check_limits);
+  if (!check.complete()) return {check.error, 0};
+  return e;
+}
+
+/// Encodes a south hello exactly as g3proxy does: the same addresses, then E5 alone.
+inline encode_result encode_south_hello(const south_hello& s,
+                                        std::span<std::uint8_t> out) noexcept {
+  if (s.client.ip.family != s.proxy.ip.family) return {errc::address_family_mismatch, 0};
+  std::array<std::uint8_t, 2> match{};
+  detail::store_be16(match.data(), s.match_id);
+  return ppv2::encode(ppv2::header_fields::tcp(s.client, s.proxy),
+                      {ppv2::tlv{ppv2::tlv_type::match_id, std::span<const std::uint8_t>(match)}},
+                      out);
+}
+
+} // namespace detour
