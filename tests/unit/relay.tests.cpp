@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-using detour::stream_side;
+using detour::stream_kind;
 using detour::io::memory_pipe;
 using detour::io::pipe_end;
 using detour::io::pipe_fault;
@@ -60,7 +60,7 @@ void run_echo(pipe_end& client, Relay& echo, writer& w, reader& r, Check&& check
 TEST_CASE("an echo relay returns every byte in order and finishes only after the peer did",
           "[relay][echo]") {
   memory_pipe pipe(pipe_options{.capacity = 1000}, pipe_options{.capacity = 1000});
-  relay echo(pipe.b(), pipe.b(), stream_side::north);
+  relay echo(pipe.b(), pipe.b(), stream_kind::north);
   const auto data = random_bytes(10'000, 1);
   writer w{data, /*fin_after=*/false};
   reader r;
@@ -82,7 +82,7 @@ TEST_CASE("an echo relay returns every byte in order and finishes only after the
 TEST_CASE("a forward relay moves bytes from one stream to another", "[relay][forward]") {
   memory_pipe from; // from.a() is the far sender, from.b() the relay's source
   memory_pipe to;   // to.a() is the relay's sink, to.b() the far receiver
-  relay fwd(from.b(), to.a(), stream_side::south);
+  relay fwd(from.b(), to.a(), stream_kind::south);
   const std::string text = "220 mail.example.com ESMTP ready\r\n";
   REQUIRE(from.a().write_some(as_bytes(text)) == text.size());
   from.a().close_write();
@@ -100,7 +100,7 @@ TEST_CASE("a relay waits for room and gives credit back only for bytes the sink 
           "[relay][backpressure]") {
   memory_pipe from(pipe_options{.capacity = 100});
   memory_pipe to(pipe_options{.capacity = 30});
-  relay fwd(from.b(), to.a(), stream_side::north, relay_options{.window = 40});
+  relay fwd(from.b(), to.a(), stream_kind::north, relay_options{.window = 40});
   const auto data = random_bytes(100, 2);
   REQUIRE(from.a().write_some(data) == 100);
   CHECK(fwd.step() == relay_state::running);
@@ -138,8 +138,8 @@ TEST_CASE("relays carry megabytes both ways with random chunking, never holding 
                     pipe_options{.capacity = capacity, .max_write = 3000, .chunk_seed = seed + 1});
   memory_pipe south(pipe_options{.capacity = capacity, .max_write = 9000, .chunk_seed = seed + 2},
                     opt);
-  relay north_echo(north.b(), north.b(), stream_side::north, relay_options{.window = window});
-  relay south_echo(south.b(), south.b(), stream_side::south, relay_options{.window = window});
+  relay north_echo(north.b(), north.b(), stream_kind::north, relay_options{.window = window});
+  relay south_echo(south.b(), south.b(), stream_kind::south, relay_options{.window = window});
   const std::size_t size = window == 1 ? 256 * 1024 : 3 * 1024 * 1024 + 17;
   const auto up = random_bytes(size, seed);
   const auto down = random_bytes(size + 1, seed + 100);
@@ -179,7 +179,7 @@ TEST_CASE("relays carry megabytes both ways with random chunking, never holding 
 
 TEST_CASE("a reset source resets the sink with the same code", "[relay][reset]") {
   memory_pipe pipe;
-  relay echo(pipe.b(), pipe.b(), stream_side::north);
+  relay echo(pipe.b(), pipe.b(), stream_kind::north);
   const auto data = random_bytes(10, 3);
   REQUIRE(pipe.a().write_some(data) == 10);
   pipe.a().reset_write(0x1234);
@@ -192,7 +192,7 @@ TEST_CASE("a reset source resets the sink with the same code", "[relay][reset]")
 TEST_CASE("a sink whose peer stops reading makes the relay abandon its source", "[relay][reset]") {
   SECTION("the source still open: STOP_SENDING with the peer's code") {
     memory_pipe pipe;
-    relay echo(pipe.b(), pipe.b(), stream_side::south);
+    relay echo(pipe.b(), pipe.b(), stream_kind::south);
     pipe.a().stop_reading(5);
     CHECK(echo.step() == relay_state::stopped);
     CHECK(echo.code() == std::optional<detour::app_code>(5));
@@ -202,7 +202,7 @@ TEST_CASE("a sink whose peer stops reading makes the relay abandon its source", 
   SECTION("the source already finished: drained quietly, no STOP_SENDING") {
     // g3proxy's own close: it finishes its south send side, then drops the south receive side.
     memory_pipe pipe(pipe_options{}, pipe_options{.capacity = 4});
-    relay echo(pipe.b(), pipe.b(), stream_side::south);
+    relay echo(pipe.b(), pipe.b(), stream_kind::south);
     const auto data = random_bytes(10, 4);
     REQUIRE(pipe.a().write_some(data) == 10);
     pipe.a().close_write();
@@ -222,7 +222,7 @@ TEST_CASE("an echo relay ends cleanly whatever the peer does at any operation", 
   {
     memory_pipe pipe(pipe_options{.capacity = 512, .max_write = 100},
                      pipe_options{.capacity = 512});
-    relay echo(pipe.b(), pipe.b(), stream_side::north, relay_options{.window = 300});
+    relay echo(pipe.b(), pipe.b(), stream_kind::north, relay_options{.window = 300});
     writer w{data};
     reader r;
     run_echo(pipe.a(), echo, w, r, [] {});
@@ -235,7 +235,7 @@ TEST_CASE("an echo relay ends cleanly whatever the peer does at any operation", 
     memory_pipe pipe(pipe_options{.capacity = 512, .max_write = 100},
                      pipe_options{.capacity = 512});
     pipe.b().inject(at, fault, 77);
-    relay echo(pipe.b(), pipe.b(), stream_side::north, relay_options{.window = 300});
+    relay echo(pipe.b(), pipe.b(), stream_kind::north, relay_options{.window = 300});
     writer w{data};
     reader r;
     r.keep = true;
@@ -334,7 +334,7 @@ TEST_CASE("the inspector sees every byte once, in order, in chunks no larger tha
   std::vector<std::uint8_t> seen;
   std::vector<std::uint64_t> offsets;
   int last_calls = 0;
-  relay echo(pipe.b(), pipe.b(), stream_side::north, relay_options{.window = 256},
+  relay echo(pipe.b(), pipe.b(), stream_kind::north, relay_options{.window = 256},
              recorder{&seen, &offsets, &last_calls});
   const auto data = random_bytes(20'000, 6);
   writer w{data};
@@ -353,7 +353,7 @@ TEST_CASE("an inspector can replace chunks; credit follows the replacement's pro
           "[relay][inspect]") {
   memory_pipe pipe(pipe_options{.capacity = 64}, pipe_options{.capacity = 10});
   std::vector<std::size_t> sizes;
-  relay echo(pipe.b(), pipe.b(), stream_side::north, relay_options{.window = 16},
+  relay echo(pipe.b(), pipe.b(), stream_kind::north, relay_options{.window = 16},
              shout{{}, &sizes});
   const std::string text = "hello, detour: every letter comes back upper-case";
   writer w{as_bytes(text)};
@@ -375,7 +375,7 @@ TEST_CASE("an inspector can hold bytes back across chunks and release them at th
           "[relay][inspect]") {
   const std::size_t split = GENERATE(range<std::size_t>(1, 12));
   memory_pipe pipe(pipe_options{.capacity = 1000, .max_write = split});
-  relay echo(pipe.b(), pipe.b(), stream_side::north, relay_options{}, redact{});
+  relay echo(pipe.b(), pipe.b(), stream_kind::north, relay_options{}, redact{});
   const std::string text = "AUTH PLAIN secret\r\nsecretsecret sec\r\nbye secre";
   writer w{as_bytes(text)};
   reader r;
@@ -388,7 +388,7 @@ TEST_CASE("an inspector can hold bytes back across chunks and release them at th
 
 TEST_CASE("an inspector can end the task: both sides are reset with its code", "[relay][inspect]") {
   memory_pipe pipe;
-  relay echo(pipe.b(), pipe.b(), stream_side::north, relay_options{}, guard{});
+  relay echo(pipe.b(), pipe.b(), stream_kind::north, relay_options{}, guard{});
   const std::string first = "MAIL FROM:<a@example.com>\r\n";
   REQUIRE(pipe.a().write_some(as_bytes(first)) == first.size());
   CHECK(echo.step() == relay_state::running);
@@ -406,7 +406,7 @@ TEST_CASE("an inspector can end the task: both sides are reset with its code", "
 
 TEST_CASE("abort resets both sides once and is ignored after the end", "[relay]") {
   memory_pipe pipe;
-  relay echo(pipe.b(), pipe.b(), stream_side::south);
+  relay echo(pipe.b(), pipe.b(), stream_kind::south);
   echo.abort(3);
   CHECK(echo.state() == relay_state::aborted);
   CHECK(pipe.a().receive_reset() == std::optional<detour::app_code>(3));

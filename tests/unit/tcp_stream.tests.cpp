@@ -124,7 +124,7 @@ TEST_CASE("tcp_stream never buffers more than its receive buffer", "[tcp_stream]
 TEST_CASE("tcp_stream runs an echo relay unchanged", "[tcp_stream][posix][relay]") {
   auto pair = connect_pair("127.0.0.1", tcp_options{.receive_buffer = 4096});
   REQUIRE(pair);
-  detour::io::relay echo(pair->server, pair->server, detour::stream_side::south,
+  detour::io::relay echo(pair->server, pair->server, detour::stream_kind::south,
                          detour::io::relay_options{.window = 1500});
   const auto data = random_bytes(500'000, 4);
   writer w{data};

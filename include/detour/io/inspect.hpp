@@ -5,7 +5,7 @@
 #pragma once
 
 #include <detour/concepts.hpp>
-#include <detour/stream_side.hpp>
+#include <detour/request.hpp>
 
 #include <concepts>
 #include <cstdint>
@@ -20,7 +20,7 @@ template <class Context>
 struct chunk {
   /// Which stream the bytes travel on: north carries client bytes towards the remote, south
   /// carries remote bytes towards the client.
-  stream_side side = stream_side::north;
+  stream_kind side = stream_kind::north;
   /// The bytes, never more than the relay's window. Valid only during the call. Empty only when
   /// `last` is set.
   std::span<const std::uint8_t> bytes;

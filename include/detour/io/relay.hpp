@@ -7,7 +7,7 @@
 
 #include <detour/concepts.hpp>
 #include <detour/io/inspect.hpp>
-#include <detour/stream_side.hpp>
+#include <detour/request.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -85,7 +85,7 @@ requires inspector<Inspector, Context>
 class relay {
 public:
   /// @param side which stream of the task the bytes travel on (told to the inspector).
-  relay(Source& source, Sink& sink, stream_side side, const relay_options& options = {},
+  relay(Source& source, Sink& sink, stream_kind side, const relay_options& options = {},
         Inspector inspect = Inspector{}, const Context* task = nullptr)
       : source_(&source), sink_(&sink), inspect_(std::move(inspect)), task_(task),
         window_(std::max<std::size_t>(options.window, 1)), side_(side) {}
@@ -149,7 +149,7 @@ public:
   /// Bytes accepted by the sink.
   std::uint64_t bytes_out() const noexcept { return bytes_out_; }
   std::size_t window() const noexcept { return window_; }
-  stream_side side() const noexcept { return side_; }
+  stream_kind side() const noexcept { return side_; }
   Inspector& inspector_object() noexcept { return inspect_; }
   /// Points the inspector at the task's context (for a south stream: once it is paired).
   void set_task(const Context* task) noexcept { task_ = task; }
@@ -238,7 +238,7 @@ private:
   std::uint64_t bytes_in_ = 0;
   std::uint64_t bytes_out_ = 0;
   std::optional<app_code> code_;
-  stream_side side_;
+  stream_kind side_;
   relay_state state_ = relay_state::running;
   bool replacing_ = false;
   bool last_called_ = false;
