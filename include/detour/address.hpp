@@ -62,7 +62,7 @@ struct socket_address {
 };
 
 /// Text produced by to_text(): a fixed buffer, no allocation. The longest form,
-/// "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535", is 53 characters.
+/// "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535", is 47 characters.
 struct address_text {
   std::array<char, 56> chars{};
   std::uint8_t length = 0;
