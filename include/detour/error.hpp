@@ -104,6 +104,14 @@ enum class errc : int {
   stream_reset = 36,
   /// A receive side finished before the task allowed it.
   peer_closed_early = 37,
+  /// A stream's header (and payload) did not complete within the time the server allows
+  /// (io::server_options::header_timeout): a slow or silent sender.
+  header_timeout = 38,
+  /// The relay's inspection hook ended the task (io::verdict::end).
+  task_ended = 39,
+  /// The other stream of the task ended abnormally (reset, failed, expired), so this one was
+  /// ended too.
+  partner_aborted = 40,
 };
 
 /// The enumerator's name ("bad_signature"), for logs and machine-readable output; empty for a
@@ -184,6 +192,12 @@ constexpr std::string_view errc_name(errc e) noexcept {
     return "stream_reset";
   case errc::peer_closed_early:
     return "peer_closed_early";
+  case errc::header_timeout:
+    return "header_timeout";
+  case errc::task_ended:
+    return "task_ended";
+  case errc::partner_aborted:
+    return "partner_aborted";
   }
   return {};
 }
@@ -270,6 +284,12 @@ public:
       return "stream reset by the peer";
     case errc::peer_closed_early:
       return "peer finished a stream before the task allowed it";
+    case errc::header_timeout:
+      return "stream header not complete in time";
+    case errc::task_ended:
+      return "task ended by the inspection hook";
+    case errc::partner_aborted:
+      return "the task's other stream ended abnormally";
     }
     return "unknown detour error";
   }
