@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: MIT
+// cli/serve.cpp: `detour serve`, the pass-through detour server for g3proxy: options and
+// --help, development certificates on first start, signals (drain, reload), the run loop.
+#include "args.hpp"
+#include "certs.hpp"
+#include "commands.hpp"
+#include "event_loop.hpp"
+#include "log.hpp"
+#include "serve_config.hpp"
+#include "server.hpp"
+#include "tls.hpp"
+
+#include <fmt/core.h>
+
+#include <csignal>
+#include <filesystem>
+
+namespace detour::cli {
+
+namespace {
+
+constexpr std::string_view serve_help = R"(usage: detour serve [options]
+
+Runs a pass-through detour server for g3proxy's stream detour protocol: every task is answered
+(continue, by default) and both of its streams are echoed back byte for byte, so g3proxy relays
+as if the server were not there. Logs go to stderr, one line per connection and per task.
+
+With no --cert, a development CA and a server certificate for 127.0.0.1, ::1 and localhost are
+made on first start in the state folder and reused afterwards; the CA path and a g3proxy
+configuration snippet are printed.
+
+options:
+  --listen ADDR:PORT     where to listen (UDP); repeatable; IPv6 in brackets
+                         (default 127.0.0.1:2888, g3proxy's default port)
+  --cert FILE            PEM certificate chain (server first, then intermediates)
+  --key FILE             PEM private key of --cert
+  --client-ca FILE       PEM CA certificates: require a client certificate that chains to
+                         one of them (mutual TLS); without it no client certificate is asked
+  --alpn NAME[,NAME...]  accept only these ALPN names when a client offers ALPN; a client
+                         offering none (g3proxy) is always accepted (default: accept any)
+  --action ACTION        continue | bypass | block: the answer to every task (default continue)
+  --max-connections N    connections at once; more are refused (default 4096)
+  --max-streams N        concurrent streams a client may open per connection, raised again as
+                         streams close; g3proxy needs 2 per task (default 128, at least 64)
+  --idle-timeout DUR     QUIC idle timeout; above g3proxy's 60 s so its value rules
+                         (default 120s)
+  --header-timeout DUR   a stream must deliver its header in this time (default 10s)
+  --pair-timeout DUR     a continued task waits this long for its south stream (default 10s)
+  --drain-timeout DUR    on SIGINT/SIGTERM, running tasks may finish for this long (default 30s)
+  --max-header-size N    largest PROXY v2 header accepted, bytes (default 4096; g3proxy's
+                         are at most 536)
+  --max-payload-size N   largest north payload accepted, bytes (default 65536)
+  --stream-window N      receive window per stream, bytes (default 262144)
+  --connection-window N  receive window per connection, bytes (default 4194304)
+  --send-buffer N        unacknowledged bytes kept per stream (default 262144)
+  --retry                validate client addresses with a QUIC Retry first
+  --state-dir DIR        folder of the development certificates (default
+                         $XDG_STATE_HOME/detour or ~/.local/state/detour)
+  --log-level LEVEL      debug | info | warn | error (default info)
+  --log-format FORMAT    text | json (default text)
+  -h, --help             this text
+
+Durations: 30s, 1500ms, 5m, 2h (a bare number means seconds).
+Signals: SIGINT/SIGTERM drain and exit 0; a second one closes at once. SIGHUP reloads --cert
+and --key without dropping connections.
+
+examples:
+  detour serve                                     # loopback, development certificates
+  detour serve --listen 0.0.0.0:2888 --listen [::]:2888 \
+               --cert /etc/detour/server.pem --key /etc/detour/server.key \
+               --client-ca /etc/detour/ca.pem      # production, mutual TLS
+  detour serve --action bypass --log-format json  # answer bypass, machine-readable logs
+)";
+
+std::vector<std::string> split_list(std::string_view s) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    const auto comma = s.find(',');
+    const auto part = s.substr(0, comma);
+    if (!part.empty()) out.emplace_back(part);
+    if (comma == std::string_view::npos) break;
+    s = s.substr(comma + 1);
+  }
+  return out;
+}
+
+// Parses the options into |cfg|; returns false after printing --help.
+bool parse_options(args a, serve_config& cfg) {
+  bool listen_given = false;
+  arg_reader r(a);
+  while (r.next()) {
+    if (r.is("-h") || r.is("--help")) {
+      fmt::print("{}", serve_help);
+      return false;
+    } else if (r.is("--listen")) {
+      const std::string_view v = r.value();
+      const auto addr = socket_address::parse(v);
+      if (!addr) {
+        throw usage_error("--listen wants ADDR:PORT such as 127.0.0.1:2888 or [::1]:2888, not '" +
+                          std::string(v) + "'");
+      }
+      if (!listen_given) cfg.listen.clear();
+      listen_given = true;
+      cfg.listen.push_back(*addr);
+    } else if (r.is("--cert")) {
+      cfg.certificate_file = r.value();
+    } else if (r.is("--key")) {
+      cfg.private_key_file = r.value();
+    } else if (r.is("--client-ca")) {
+      cfg.client_ca_file = r.value();
+    } else if (r.is("--alpn")) {
+      for (auto& n : split_list(r.value())) cfg.alpn.push_back(std::move(n));
+    } else if (r.is("--action")) {
+      const std::string_view v = r.value();
+      if (v == "continue") {
+        cfg.decision = detour::action::proceed;
+      } else if (v == "bypass") {
+        cfg.decision = detour::action::bypass;
+      } else if (v == "block") {
+        cfg.decision = detour::action::block;
+      } else {
+        throw usage_error("--action wants continue, bypass or block, not '" + std::string(v) + "'");
+      }
+    } else if (r.is("--max-connections")) {
+      cfg.max_connections = r.number(1, 1'000'000);
+    } else if (r.is("--max-streams")) {
+      // Below 64 a g3proxy connection would wait for stream credit (issue: tasks hang 30 s).
+      cfg.max_streams = r.number(64, 1u << 20);
+    } else if (r.is("--idle-timeout")) {
+      cfg.idle_timeout = parse_duration(r.name(), r.value());
+    } else if (r.is("--header-timeout")) {
+      cfg.header_timeout = parse_duration(r.name(), r.value());
+    } else if (r.is("--pair-timeout")) {
+      cfg.pair_timeout = parse_duration(r.name(), r.value());
+    } else if (r.is("--drain-timeout")) {
+      cfg.drain_timeout = parse_duration(r.name(), r.value());
+    } else if (r.is("--max-header-size")) {
+      cfg.max_header_size = r.number(16 + 12, 65535 + 16);
+    } else if (r.is("--max-payload-size")) {
+      cfg.max_payload_size = r.number(0, 1u << 24);
+    } else if (r.is("--stream-window")) {
+      cfg.stream_window = r.number(16 * 1024, 1u << 30);
+    } else if (r.is("--connection-window")) {
+      cfg.connection_window = r.number(64 * 1024, 1ull << 34);
+    } else if (r.is("--send-buffer")) {
+      cfg.send_buffer = r.number(16 * 1024, 1u << 30);
+    } else if (r.is("--retry")) {
+      r.flag();
+      cfg.retry = true;
+    } else if (r.is("--state-dir")) {
+      cfg.state_dir = r.value();
+    } else if (r.is("--log-level")) {
+      const std::string_view v = r.value();
+      const auto l = parse_log_level(v);
+      if (!l) throw usage_error("--log-level wants debug, info, warn or error");
+      cfg.level = *l;
+    } else if (r.is("--log-format")) {
+      const auto f = parse_log_format(r.value());
+      if (!f) throw usage_error("--log-format wants text or json");
+      cfg.format = *f;
+    } else {
+      r.unknown();
+    }
+  }
+  if (cfg.certificate_file.empty() != cfg.private_key_file.empty()) {
+    throw usage_error("--cert and --key go together");
+  }
+  if (cfg.idle_timeout < 10 * nanoseconds_per_second) {
+    // g3proxy pings every 10 s: below that its pooled connections would keep dying.
+    throw usage_error("--idle-timeout must be at least 10s (g3proxy sends keep-alives every 10s)");
+  }
+  return true;
+}
+
+// The development certificates: made on first start, reused afterwards. Prints where they are
+// and what to paste into g3proxy.
+void use_development_certs(serve_config& cfg) {
+  const std::filesystem::path dir =
+      cfg.state_dir.empty() ? default_state_dir() : std::filesystem::path(cfg.state_dir);
+  bool created = false;
+  const cert_set_paths paths = ensure_development_certs(dir, created);
+  cfg.certificate_file = paths.server_certificate.string();
+  cfg.private_key_file = paths.server_key.string();
+  const socket_address& first = cfg.listen.front();
+  fmt::print("detour serve: {} development certificates in {}\n", created ? "created" : "using the",
+             dir.string());
+  fmt::print("  CA certificate (give it to g3proxy): {}\n", paths.ca_certificate.string());
+  fmt::print("\ng3proxy auditor configuration:\n"
+             "  stream_detour_service:\n"
+             "    peer: {}\n"
+             "    tls_client:\n"
+             "      ca_certificate: {}\n"
+             "  h2_inspect_policy: detour\n"
+             "  websocket_inspect_policy: detour\n"
+             "  smtp_inspect_policy: detour\n"
+             "  imap_inspect_policy: detour\n\n",
+             first.to_string(), paths.ca_certificate.string());
+  std::fflush(stdout);
+}
+
+} // namespace
+
+int run_serve(args a) {
+  serve_config cfg;
+  try {
+    if (!parse_options(a, cfg)) return 0;
+  } catch (const usage_error& e) {
+    fmt::print(stderr, "detour serve: {}\n", e.what());
+    return 2;
+  }
+  logger log(cfg.level, cfg.format);
+  try {
+    if (cfg.certificate_file.empty()) use_development_certs(cfg);
+    auto make_tls = [&cfg] {
+      tls_server_config t;
+      t.certificate_file = cfg.certificate_file;
+      t.private_key_file = cfg.private_key_file;
+      t.client_ca_file = cfg.client_ca_file;
+      t.alpn = cfg.alpn;
+      return tls_context::server(t);
+    };
+    event_loop loop;
+    server srv(loop, cfg, make_tls(), log);
+    std::string addrs;
+    for (const auto& l : srv.local_addresses()) addrs += (addrs.empty() ? "" : ",") + l.to_string();
+    log.info("server.listening", {{"addresses", addrs},
+                                  {"action", to_string(cfg.decision)},
+                                  {"mutual_tls", !cfg.client_ca_file.empty()},
+                                  {"retry", cfg.retry}});
+
+    int exit_code = 0;
+    signal_watch signals(loop, {SIGINT, SIGTERM, SIGHUP}, [&](int sig) {
+      if (sig == SIGHUP) {
+        try {
+          srv.replace_tls(make_tls());
+          log.info("server.reloaded", {{"cert", cfg.certificate_file}});
+        } catch (const tls_error& e) {
+          log.error("server.reload_failed", {{"error", e.what()}});
+        }
+        return;
+      }
+      srv.begin_shutdown([&] { loop.stop(); });
+    });
+    loop.run();
+    log.info("server.stopped", {{"connections", srv.stats().connections}});
+    return exit_code;
+  } catch (const cert_error& e) {
+    log.error("server.failed", {{"error", e.what()}});
+  } catch (const tls_error& e) {
+    log.error("server.failed", {{"error", e.what()}});
+  } catch (const std::system_error& e) {
+    log.error("server.failed", {{"error", e.what()}});
+  }
+  return 1;
+}
+
+} // namespace detour::cli

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: MIT
+// cli/serve_config.hpp: everything `detour serve` can be told, with the defaults and the reason
+// for each (docs/serve.md explains them for users).
+#pragma once
+
+#include "event_loop.hpp"
+#include "log.hpp"
+#include "udp.hpp"
+
+#include <detour/response.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace detour::cli {
+
+struct serve_config {
+  /// UDP addresses to listen on. g3proxy's default peer port is 2888; loopback by default so a
+  /// first start exposes nothing.
+  std::vector<socket_address> listen{socket_address::ipv4_loopback(2888)};
+
+  /// PEM certificate chain and key. Empty: the development set in the state folder.
+  std::string certificate_file;
+  std::string private_key_file;
+  /// PEM CA file for mutual TLS; empty: no client certificate asked for.
+  std::string client_ca_file;
+  /// Where the development certificates live (see certs.hpp default_state_dir()).
+  std::string state_dir;
+  /// ALPN names accepted; empty accepts any offer and none (g3proxy offers none).
+  std::vector<std::string> alpn;
+
+  /// The answer to every task. Continue relays through us (the pass-through echo).
+  detour::action decision = detour::action::proceed;
+
+  /// Connections at once; more are refused with CONNECTION_REFUSED. g3proxy keeps 32 per
+  /// proxy; room for many proxies, small enough that a flood cannot exhaust memory.
+  std::size_t max_connections = 4096;
+  /// Concurrent bidirectional streams a client may open per connection (MAX_STREAMS), raised
+  /// again as streams close. g3proxy needs 2 per task; at least 64 so that a connection serving
+  /// its 16 tasks (32 streams) never waits for credit (g3proxy would hang for 30 s).
+  std::uint64_t max_streams = 128;
+  /// QUIC max_idle_timeout. Above g3proxy's 60 s so that the client's value decides, and
+  /// pooled connections (10 s keep-alives) are never cut by us.
+  timestamp idle_timeout = 120 * nanoseconds_per_second;
+  /// A stream must deliver its whole header (and the north payload) within this. Slow or
+  /// silent streams are reset. g3proxy writes a header in one go right after opening.
+  timestamp header_timeout = 10 * nanoseconds_per_second;
+  /// A north stream answered "continue" waits this long for its south stream. g3proxy opens it
+  /// within a round trip of our answer.
+  timestamp pair_timeout = 10 * nanoseconds_per_second;
+  /// Largest PROXY v2 header accepted (16 + length). g3proxy's encoder buffer is 536 bytes.
+  std::size_t max_header_size = 4096;
+  /// Largest north payload (E6) accepted. g3proxy's WebSocket payload is a few header lines.
+  std::size_t max_payload_size = 64 * 1024;
+  /// Per-stream receive window (initial_max_stream_data_bidi_remote, never auto-grown): the most
+  /// a stream buffers before its echo catches up.
+  std::uint64_t stream_window = 256 * 1024;
+  /// Per-connection receive window (initial_max_data, never auto-grown).
+  std::uint64_t connection_window = 4 * 1024 * 1024;
+  /// Bytes a stream keeps that the peer has not acknowledged yet; the echo waits beyond this.
+  std::size_t send_buffer = 256 * 1024;
+  /// On SIGINT/SIGTERM: how long running tasks may finish before every connection is closed.
+  timestamp drain_timeout = 30 * nanoseconds_per_second;
+  /// QUIC handshake deadline.
+  timestamp handshake_timeout = 10 * nanoseconds_per_second;
+  /// Validate client addresses with a Retry before creating any state (RFC 9000 §8.1.2).
+  bool retry = false;
+
+  log_level level = log_level::info;
+  log_format format = log_format::text;
+};
+
+} // namespace detour::cli

@@ -1,0 +1,344 @@
+// SPDX-License-Identifier: MIT
+// cli/server.cpp: packet routing, version negotiation, stateless reset, Retry, shutdown (see
+// server.hpp).
+#include "server.hpp"
+
+#include <ngtcp2/ngtcp2_crypto.h>
+
+#include <sys/epoll.h>
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace detour::cli {
+
+namespace {
+
+// Shortest datagram that can be a QUIC packet we act on (RFC 9000 §10.3: a stateless reset
+// must stay shorter than what triggered it, and is at least 21 bytes).
+constexpr std::size_t min_packet_size = 21;
+// Our connection IDs are 18 bytes (connection.cpp): what short-header packets carry.
+constexpr std::size_t our_cid_length = 18;
+// Stateless resets per second, at most.
+constexpr std::uint32_t stateless_resets_per_second = 100;
+// A Retry token is accepted this long after it was made.
+constexpr timestamp retry_token_lifetime = 10 * nanoseconds_per_second;
+
+std::string key_of(const std::uint8_t* p, std::size_t n) {
+  return {reinterpret_cast<const char*>(p), n};
+}
+
+// ngtcp2's token functions take a wall-clock time, so a token survives nothing but our process
+// anyway; the monotonic clock serves as well and never jumps.
+timestamp token_time() {
+  return monotonic_now();
+}
+
+} // namespace
+
+void fill_random(std::span<std::uint8_t> out) noexcept {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::getrandom(out.data() + done, out.size() - done, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) std::abort(); // no randomness: nothing secure can be done
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+server::server(event_loop& loop, const serve_config& config, tls_context tls, logger& log)
+    : loop_(loop), config_(config), tls_(std::move(tls)), log_(log), batch_(),
+      reaper_(loop, [this] { reap(); }) {
+  fill_random(secret_);
+  for (const socket_address& a : config_.listen) {
+    auto ep = std::make_unique<endpoint>(endpoint{udp_socket::bound(a), nullptr, {}});
+    endpoint* raw = ep.get();
+    ep->watch = std::make_unique<io_watch>(loop_, ep->socket.fd(), EPOLLIN,
+                                           [this, raw](std::uint32_t events) {
+                                             if (events & EPOLLOUT) on_writable(*raw);
+                                             if (events & (EPOLLIN | EPOLLERR)) on_readable(*raw);
+                                           });
+    endpoints_.push_back(std::move(ep));
+  }
+}
+
+server::~server() {
+  // Connections first: they reference endpoints and the pool.
+  connections_.clear();
+  routes_.clear();
+}
+
+std::vector<socket_address> server::local_addresses() const {
+  std::vector<socket_address> out;
+  for (const auto& ep : endpoints_) out.push_back(ep->socket.local_address());
+  return out;
+}
+
+// --- receiving ---------------------------------------------------------------------------------
+
+void server::on_readable(endpoint& ep) {
+  // Bounded: a few batches per wake-up, then let timers and writes run.
+  for (int round = 0; round < 4; ++round) {
+    if (ep.socket.receive(batch_) == 0) return;
+    for (const received_datagram& d : batch_.datagrams()) {
+      // A GRO train: equal-sized datagrams back to back.
+      for (std::size_t off = 0; off < d.data.size(); off += d.segment_size) {
+        const std::size_t n = std::min(d.segment_size, d.data.size() - off);
+        on_packet(ep, d, d.data.subspan(off, n));
+      }
+    }
+  }
+}
+
+void server::on_packet(endpoint& ep, const received_datagram& d,
+                       std::span<const std::uint8_t> pkt) {
+  if (pkt.size() < min_packet_size) return;
+  ngtcp2_version_cid vc{};
+  switch (ngtcp2_pkt_decode_version_cid(&vc, pkt.data(), pkt.size(), our_cid_length)) {
+  case 0:
+    break;
+  case NGTCP2_ERR_VERSION_NEGOTIATION:
+    send_version_negotiation(ep, d, {vc.dcid, vc.dcidlen}, {vc.scid, vc.scidlen});
+    return;
+  default:
+    return; // not QUIC: ignore
+  }
+  if (const auto it = routes_.find(key_of(vc.dcid, vc.dcidlen)); it != routes_.end()) {
+    connection* c = it->second;
+    if (!c->dead()) c->on_packet(d, pkt);
+    return;
+  }
+  if ((pkt[0] & 0x80) == 0) {
+    // A short-header packet for a connection we do not know (we restarted, or it is long
+    // gone): tell the client with a stateless reset so it stops at once.
+    send_stateless_reset(ep, d, pkt.size(), {vc.dcid, vc.dcidlen});
+    return;
+  }
+  accept(ep, d, pkt);
+}
+
+void server::accept(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt) {
+  ngtcp2_pkt_hd hd{};
+  if (ngtcp2_accept(&hd, pkt.data(), pkt.size()) != 0) return; // not an acceptable Initial
+  if (shutting_down_ || connections_.size() >= config_.max_connections) {
+    ++stats_.refused;
+    log_.debug("conn.refused", {{"peer", d.remote.to_string()},
+                                {"reason", shutting_down_ ? "shutting down" : "max connections"}});
+    send_refusal(ep, d, hd, NGTCP2_CONNECTION_REFUSED);
+    return;
+  }
+
+  connection::initial init;
+  init.client_scid = hd.scid;
+  init.client_dcid = hd.dcid;
+  init.version = hd.version;
+  if (hd.type == NGTCP2_PKT_INITIAL && hd.tokenlen > 0 &&
+      hd.token[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY2) {
+    // The client comes back with our Retry token: check it (address, CID, age).
+    ngtcp2_cid odcid{};
+    if (ngtcp2_crypto_verify_retry_token2(
+            &odcid, hd.token, hd.tokenlen, secret_.data(), secret_.size(), hd.version,
+            reinterpret_cast<const ngtcp2_sockaddr*>(d.remote.data()), d.remote.size(), &hd.dcid,
+            retry_token_lifetime, token_time()) != 0) {
+      send_refusal(ep, d, hd, NGTCP2_INVALID_TOKEN);
+      return;
+    }
+    init.original_dcid = odcid;
+    init.retried = true;
+    init.token.assign(hd.token, hd.token + hd.tokenlen);
+  } else if (config_.retry) {
+    send_retry(ep, d, hd);
+    return;
+  }
+
+  std::unique_ptr<connection> c;
+  try {
+    c = std::make_unique<connection>(*this, ep, d.local, d.remote, init, tls_);
+  } catch (const std::exception& e) {
+    log_.warn("conn.setup_failed", {{"peer", d.remote.to_string()}, {"error", e.what()}});
+    return;
+  }
+  connection* raw = c.get();
+  connections_.emplace(raw, std::move(c));
+  for (const ngtcp2_cid& cid : raw->routed_cids()) associate(cid, *raw);
+  ++stats_.connections;
+  raw->on_packet(d, pkt);
+}
+
+// --- stateless answers -------------------------------------------------------------------------
+
+void server::send_version_negotiation(endpoint& ep, const received_datagram& d,
+                                      std::span<const std::uint8_t> dcid,
+                                      std::span<const std::uint8_t> scid) {
+  // RFC 9000 §6.1: list what we support (QUIC v1) plus a reserved version to keep clients
+  // honest (RFC 9000 §15, 0x?a?a?a?a).
+  std::array<std::uint8_t, 4> r{};
+  fill_random(r);
+  const std::uint32_t reserved =
+      ((std::uint32_t{r[0]} << 24 | std::uint32_t{r[1]} << 16 | std::uint32_t{r[2]} << 8 | r[3]) &
+       0xf0f0f0f0u) |
+      0x0a0a0a0au;
+  const std::uint32_t versions[] = {reserved, NGTCP2_PROTO_VER_V1};
+  std::array<std::uint8_t, NGTCP2_MAX_UDP_PAYLOAD_SIZE> buf{};
+  std::uint8_t unused = 0;
+  fill_random({&unused, 1});
+  // The client's SCID becomes our DCID and vice versa (§17.2.1).
+  const ngtcp2_ssize n =
+      ngtcp2_pkt_write_version_negotiation(buf.data(), buf.size(), unused, scid.data(), scid.size(),
+                                           dcid.data(), dcid.size(), versions, 2);
+  if (n <= 0) return;
+  ++stats_.version_negotiations;
+  (void)send(ep, d.remote, d.local, {buf.data(), static_cast<std::size_t>(n)},
+             static_cast<std::size_t>(n), 0);
+}
+
+void server::send_stateless_reset(endpoint& ep, const received_datagram& d, std::size_t size,
+                                  std::span<const std::uint8_t> dcid) {
+  const timestamp now = monotonic_now();
+  if (now >= reset_bucket_refill_) {
+    reset_bucket_ = stateless_resets_per_second;
+    reset_bucket_refill_ = now + nanoseconds_per_second;
+  }
+  if (reset_bucket_ == 0) return;
+  // §10.3: shorter than the packet that triggered it (no amplification, no loops), at least
+  // 21 bytes; 1 + random + 16-byte token.
+  if (size <= min_packet_size + 1 || dcid.empty()) return;
+  const std::size_t total = std::min<std::size_t>(size - 1, 43);
+  std::array<std::uint8_t, 43> rand{};
+  fill_random(rand);
+  ngtcp2_cid cid{};
+  ngtcp2_cid_init(&cid, dcid.data(), dcid.size());
+  std::array<std::uint8_t, NGTCP2_STATELESS_RESET_TOKENLEN> token{};
+  if (ngtcp2_crypto_generate_stateless_reset_token(token.data(), secret_.data(), secret_.size(),
+                                                   &cid) != 0) {
+    return;
+  }
+  std::array<std::uint8_t, 64> buf{};
+  const ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(buf.data(), buf.size(), token.data(),
+                                                          rand.data(), total - 1 - token.size());
+  if (n <= 0) return;
+  --reset_bucket_;
+  ++stats_.stateless_resets;
+  (void)send(ep, d.remote, d.local, {buf.data(), static_cast<std::size_t>(n)},
+             static_cast<std::size_t>(n), 0);
+}
+
+void server::send_retry(endpoint& ep, const received_datagram& d, const ngtcp2_pkt_hd& hd) {
+  ngtcp2_cid scid{};
+  scid.datalen = our_cid_length;
+  fill_random({scid.data, scid.datalen});
+  std::array<std::uint8_t, NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN2> token{};
+  const ngtcp2_ssize tlen =
+      ngtcp2_crypto_generate_retry_token2(token.data(), secret_.data(), secret_.size(), hd.version,
+                                          reinterpret_cast<const ngtcp2_sockaddr*>(d.remote.data()),
+                                          d.remote.size(), &scid, &hd.dcid, token_time());
+  if (tlen < 0) return;
+  std::array<std::uint8_t, NGTCP2_MAX_UDP_PAYLOAD_SIZE> buf{};
+  const ngtcp2_ssize n =
+      ngtcp2_crypto_write_retry(buf.data(), buf.size(), hd.version, &hd.scid, &scid, &hd.dcid,
+                                token.data(), static_cast<std::size_t>(tlen));
+  if (n <= 0) return;
+  ++stats_.retries;
+  (void)send(ep, d.remote, d.local, {buf.data(), static_cast<std::size_t>(n)},
+             static_cast<std::size_t>(n), 0);
+}
+
+void server::send_refusal(endpoint& ep, const received_datagram& d, const ngtcp2_pkt_hd& hd,
+                          std::uint64_t error) {
+  std::array<std::uint8_t, NGTCP2_MAX_UDP_PAYLOAD_SIZE> buf{};
+  const ngtcp2_ssize n = ngtcp2_crypto_write_connection_close(
+      buf.data(), buf.size(), hd.version, &hd.scid, &hd.dcid, error, nullptr, 0);
+  if (n <= 0) return;
+  (void)send(ep, d.remote, d.local, {buf.data(), static_cast<std::size_t>(n)},
+             static_cast<std::size_t>(n), 0);
+}
+
+// --- sending -----------------------------------------------------------------------------------
+
+send_result server::send(endpoint& ep, const socket_address& remote, const socket_address& local,
+                         std::span<const std::uint8_t> data, std::size_t segment, unsigned ecn) {
+  return ep.socket.send(&remote, &local, data, segment, ecn);
+}
+
+void server::wait_writable(endpoint& ep, connection& c) {
+  if (std::find(ep.blocked.begin(), ep.blocked.end(), &c) == ep.blocked.end()) {
+    ep.blocked.push_back(&c);
+  }
+  ep.watch->set_events(EPOLLIN | EPOLLOUT);
+}
+
+void server::on_writable(endpoint& ep) {
+  std::vector<connection*> waiting;
+  waiting.swap(ep.blocked);
+  ep.watch->set_events(EPOLLIN);
+  for (connection* c : waiting) {
+    if (connections_.count(c) && !c->dead()) c->on_writable();
+  }
+}
+
+// --- connection lifetime -----------------------------------------------------------------------
+
+void server::associate(const ngtcp2_cid& cid, connection& c) {
+  routes_[key_of(cid.data, cid.datalen)] = &c;
+}
+
+void server::dissociate(const ngtcp2_cid& cid) {
+  routes_.erase(key_of(cid.data, cid.datalen));
+}
+
+void server::connection_done(connection& c) {
+  dead_.push_back(&c);
+  reaper_.schedule();
+}
+
+void server::reap() {
+  std::vector<connection*> dead;
+  dead.swap(dead_);
+  for (connection* c : dead) {
+    for (const ngtcp2_cid& cid : c->routed_cids()) {
+      const auto it = routes_.find(key_of(cid.data, cid.datalen));
+      if (it != routes_.end() && it->second == c) routes_.erase(it);
+    }
+    for (auto& ep : endpoints_) std::erase(ep->blocked, c);
+    connections_.erase(c);
+  }
+  check_drained();
+}
+
+// --- shutdown and reload -----------------------------------------------------------------------
+
+void server::begin_shutdown(std::function<void()> on_done) {
+  if (shutting_down_) {
+    // A second signal: do not wait any longer.
+    for (auto& [c, owned] : connections_) c->close(0, "shutdown");
+    return;
+  }
+  shutting_down_ = true;
+  on_drained_ = std::move(on_done);
+  log_.info("server.draining",
+            {{"connections", connections_.size()},
+             {"timeout_ms", config_.drain_timeout / nanoseconds_per_millisecond}});
+  for (auto& [c, owned] : connections_) c->begin_shutdown();
+  drain_timer_ = std::make_unique<timer>(loop_, [this] {
+    log_.info("server.drain_timeout", {{"connections", connections_.size()}});
+    for (auto& [c, owned] : connections_) c->close(0, "shutdown");
+  });
+  drain_timer_->arm_in(config_.drain_timeout);
+  check_drained();
+}
+
+void server::check_drained() {
+  if (!shutting_down_ || !connections_.empty() || !on_drained_) return;
+  drain_timer_.reset();
+  auto done = std::move(on_drained_);
+  on_drained_ = nullptr;
+  done();
+}
+
+void server::replace_tls(tls_context tls) {
+  tls_ = std::move(tls);
+}
+
+} // namespace detour::cli
