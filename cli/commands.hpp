@@ -17,6 +17,7 @@ struct command {
   int (*run)(args);
 };
 
-int run_cert(args a); // cert.cpp
+int run_cert(args a);  // cert.cpp
+int run_serve(args a); // serve.cpp
 
 } // namespace detour::cli

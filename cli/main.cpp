@@ -20,6 +20,7 @@ int run_version(args) {
 
 constexpr std::array commands{
     command{"version", "print the version", run_version},
+    command{"serve", "run the pass-through detour server for g3proxy", run_serve},
     command{"cert", "make a CA, server and client certificates", run_cert},
 };
 
