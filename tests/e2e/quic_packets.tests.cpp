@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+// End-to-end tests of `detour serve`'s stateless answers, with hand-made datagrams on loopback:
+// version negotiation (RFC 9000 §6, §17.2.1), stateless reset (§10.3), junk ignored.
+#include "server_process.hpp"
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <poll.h>
+#include <sys/wait.h>
+
+#include <csignal>
+#include <cstdio>
+
+#include <array>
+#include <vector>
+
+using namespace detour;
+using namespace detour::test;
+
+namespace {
+
+// Waits up to |ms| for one datagram on |s|.
+std::optional<std::vector<std::uint8_t>> receive_one(cli::udp_socket& s, int ms = 2000) {
+  cli::receive_batch batch(4);
+  const cli::timestamp give_up = cli::monotonic_now() + static_cast<cli::timestamp>(ms) * 1'000'000;
+  while (cli::monotonic_now() < give_up) {
+    pollfd p{s.fd(), POLLIN, 0};
+    ::poll(&p, 1, 20);
+    if (s.receive(batch) != 0) {
+      const auto d = batch.datagrams()[0].data;
+      return std::vector<std::uint8_t>(d.begin(), d.end());
+    }
+  }
+  return std::nullopt;
+}
+
+std::uint32_t load32(const std::uint8_t* p) {
+  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
+}
+
+} // namespace
+
+TEST_CASE("serve answers an unknown QUIC version with a version negotiation listing v1",
+          "[e2e][quic][version]") {
+  server_process srv;
+  auto client = cli::udp_socket::connected(srv.address());
+
+  // A long-header Initial-sized datagram with version 0x1a2a3a4a (reserved: never supported).
+  std::vector<std::uint8_t> pkt(1200, 0);
+  pkt[0] = 0xc0;
+  const std::uint8_t version[] = {0x1a, 0x2a, 0x3a, 0x4a};
+  std::copy(std::begin(version), std::end(version), pkt.begin() + 1);
+  pkt[5] = 8; // DCID length
+  const std::array<std::uint8_t, 8> dcid{1, 2, 3, 4, 5, 6, 7, 8};
+  std::copy(dcid.begin(), dcid.end(), pkt.begin() + 6);
+  pkt[14] = 4; // SCID length
+  const std::array<std::uint8_t, 4> scid{9, 10, 11, 12};
+  std::copy(scid.begin(), scid.end(), pkt.begin() + 15);
+  REQUIRE(client.send(nullptr, nullptr, pkt, pkt.size()).bytes_sent == pkt.size());
+
+  const auto vn = receive_one(client);
+  REQUIRE(vn);
+  REQUIRE(vn->size() >= 7 + 4 + 8 + 4);
+  CHECK(((*vn)[0] & 0x80) != 0);      // long header
+  CHECK(load32(vn->data() + 1) == 0); // version 0: version negotiation
+  REQUIRE((*vn)[5] == 4);             // DCID = the client's SCID
+  CHECK(std::equal(scid.begin(), scid.end(), vn->begin() + 6));
+  REQUIRE((*vn)[10] == 8); // SCID = the client's DCID
+  CHECK(std::equal(dcid.begin(), dcid.end(), vn->begin() + 11));
+  bool has_v1 = false;
+  for (std::size_t off = 19; off + 4 <= vn->size(); off += 4) {
+    const std::uint32_t v = load32(vn->data() + off);
+    has_v1 = has_v1 || v == 1;
+    CHECK(v != 0x1a2a3a4a);
+  }
+  CHECK(has_v1);
+}
+
+TEST_CASE("serve answers a short-header packet for an unknown connection with a stateless reset",
+          "[e2e][quic][reset]") {
+  server_process srv;
+  auto client = cli::udp_socket::connected(srv.address());
+  std::vector<std::uint8_t> pkt(100, 0x55);
+  pkt[0] = 0x40 | 0x01; // short header, fixed bit set
+  REQUIRE(client.send(nullptr, nullptr, pkt, pkt.size()).bytes_sent == pkt.size());
+
+  const auto reset = receive_one(client);
+  REQUIRE(reset);
+  // RFC 9000 §10.3: looks like a short-header packet, at least 21 bytes, and smaller than the
+  // packet that triggered it (no amplification, no reset loops).
+  CHECK(((*reset)[0] & 0xc0) == 0x40);
+  CHECK(reset->size() >= 21);
+  CHECK(reset->size() < pkt.size());
+}
+
+TEST_CASE("serve ignores datagrams that cannot be QUIC packets and stays up", "[e2e][quic]") {
+  server_process srv;
+  auto client = cli::udp_socket::connected(srv.address());
+  const std::vector<std::uint8_t> tiny(5, 0xff); // shorter than any QUIC packet
+  // A long header for QUIC v1 whose DCID length (255) exceeds the 20 bytes allowed.
+  std::vector<std::uint8_t> garbage(1200, 0x00);
+  garbage[0] = 0xc0;
+  garbage[4] = 1;
+  garbage[5] = 255;
+  REQUIRE(client.send(nullptr, nullptr, tiny, tiny.size()).bytes_sent == tiny.size());
+  REQUIRE(client.send(nullptr, nullptr, garbage, garbage.size()).bytes_sent == garbage.size());
+  CHECK_FALSE(receive_one(client, 300));
+  CHECK(srv.running());
+}
+
+TEST_CASE("serve exits 0 on SIGTERM when idle", "[e2e][signals]") {
+  server_process srv;
+  srv.signal(SIGTERM);
+  CHECK(srv.wait_exit() == 0);
+  CHECK_FALSE(srv.find_lines({"server.stopped"}).empty());
+}
+
+TEST_CASE("serve prints the CA path and a g3proxy snippet on first start, and reuses the set",
+          "[e2e][certs]") {
+  temp_dir state;
+  std::string first_ca;
+  {
+    server_process srv({"--state-dir", state.path.string()});
+    const std::string out = srv.stdout_text();
+    CHECK(out.find("created development certificates") != std::string::npos);
+    CHECK(out.find((state.path / "ca.pem").string()) != std::string::npos);
+    CHECK(out.find("stream_detour_service:") != std::string::npos);
+    CHECK(out.find("peer: 127.0.0.1:") != std::string::npos);
+    CHECK(out.find("ca_certificate: " + (state.path / "ca.pem").string()) != std::string::npos);
+    CHECK(std::filesystem::exists(state.path / "server.key"));
+  }
+  server_process again({"--state-dir", state.path.string()});
+  CHECK(again.stdout_text().find("using the development certificates") != std::string::npos);
+}
+
+TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options]") {
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"--action", "maybe"},
+                                              {"--max-streams", "10"},
+                                              {"--listen", "nowhere"},
+                                              {"--idle-timeout", "5s"},
+                                              {"--cert", "x.pem"},
+                                              {"--bogus"}}) {
+    INFO(bad.front());
+    std::string cmd = detour_binary() + " serve";
+    for (const auto& a : bad) cmd += " " + a;
+    cmd += " 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    REQUIRE(p);
+    std::string out;
+    std::array<char, 512> buf{};
+    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+    const int st = ::pclose(p);
+    CHECK(WEXITSTATUS(st) == 2);
+    CHECK(out.find(bad.front()) != std::string::npos);
+  }
+}
