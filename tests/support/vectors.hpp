@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// tests/support/vectors.hpp: loads the annotated hex vectors of tests/vectors/ (written by
-// tests/vectors/generate.py) and copies bytes into exactly-sized heap buffers, so that
-// AddressSanitizer reports any read past the end of an input.
+// tests/support/vectors.hpp: loads the annotated vectors of tests/vectors/ (written by
+// tests/vectors/generate.py): hex files (.hex, one field per line) and escaped text files (.ws,
+// C escapes, the file's own newlines not part of the data); and copies bytes into
+// exactly-sized heap buffers, so that AddressSanitizer reports any read past the end.
 #pragma once
 
 #include <algorithm>
@@ -46,6 +47,26 @@ struct vector_file {
   std::vector<std::uint8_t> bytes;           ///< every byte of the file (header, then payload)
 };
 
+/// "\r\n\x41\\" to bytes.
+inline void unescape_into(const std::string& line, std::vector<std::uint8_t>& out) {
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    if (line[i] != '\\' || i + 1 == line.size()) {
+      out.push_back(static_cast<std::uint8_t>(line[i]));
+      continue;
+    }
+    const char c = line[++i];
+    if (c == 'r')
+      out.push_back('\r');
+    else if (c == 'n')
+      out.push_back('\n');
+    else if (c == 'x') {
+      out.push_back(static_cast<std::uint8_t>(std::stoul(line.substr(i + 1, 2), nullptr, 16)));
+      i += 2;
+    } else
+      out.push_back(static_cast<std::uint8_t>(c));
+  }
+}
+
 inline std::string trim(std::string s) {
   const auto b = s.find_first_not_of(" \t\r\n");
   if (b == std::string::npos) return {};
@@ -58,9 +79,14 @@ inline vector_file load_vector(const std::filesystem::path& path) {
   if (!in) throw std::runtime_error("cannot read " + path.string());
   vector_file v;
   v.name = path.stem().string();
+  const bool escaped_text = path.extension() == ".ws";
   std::string line;
   bool first = true;
   while (std::getline(in, line)) {
+    if (escaped_text && line.rfind("#", 0) != 0) {
+      unescape_into(line, v.bytes);
+      continue;
+    }
     const auto hash = line.find('#');
     std::string comment = hash == std::string::npos ? "" : trim(line.substr(hash + 1));
     const std::string data = trim(line.substr(0, hash));
@@ -92,7 +118,8 @@ inline std::vector<vector_file> load_vectors(const std::string& dir) {
   std::vector<vector_file> out;
   for (const auto& e :
        std::filesystem::directory_iterator(std::filesystem::path(DETOUR_TEST_VECTORS_DIR) / dir))
-    if (e.path().extension() == ".hex") out.push_back(load_vector(e.path()));
+    if (e.path().extension() == ".hex" || e.path().extension() == ".ws")
+      out.push_back(load_vector(e.path()));
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   if (out.empty()) throw std::runtime_error("no vectors in " + dir);
   return out;

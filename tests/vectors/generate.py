@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 # tests/vectors/generate.py: writes the annotated PROXY v2 / detour test vectors
-# (tests/vectors/ppv2/*.hex) and the fuzz seeds made from them (fuzz/corpus/<target>/<name>).
+# (tests/vectors/ppv2/*.hex), the WebSocket payload vectors (tests/vectors/websocket/*.ws) and
+# the fuzz seeds made from them (fuzz/corpus/<target>/<name>).
 # The expectations below are written by hand from the PROXY protocol specification and
 # g3proxy's encoder; the C++ tests check the library against them. Run it after editing:
 #   python3 tests/vectors/generate.py
@@ -380,6 +381,87 @@ vec("south_err_match_id_1", "south hello with a 1-byte match id",
     fixed() + B4 + tlv(0xE5, b"\x07", "match id, 1 byte"), "complete 32", "error tlv_bad_size 28")
 
 
+# --- WebSocket payloads (g3 lib/g3-types/src/net/websocket.rs WebSocketNotes::serialize) -------
+WS_OUT = ROOT / "tests" / "vectors" / "websocket"
+W = []
+
+
+def ws(name, title, lines, expect, fields=()):
+    W.append((name, title, lines, expect, fields))
+
+
+ws("notes_example", "the example of the protocol notes: path, host and sub-protocol",
+   ["/websocket\r\n", "host: example.com\r\n", "sec-websocket-protocol: mqtt\r\n"],
+   "complete 61", ["resource = /websocket", "header_count = 2", "host = example.com",
+                   "sec-websocket-protocol = mqtt", "extensions = "])
+ws("full_handshake", "every header g3proxy keeps, with two sec-websocket-extensions lines",
+   ["/chat\r\n", "host: server.example.com\r\n", "origin: http://example.com\r\n",
+    "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "sec-websocket-version: 13\r\n",
+    "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", "sec-websocket-protocol: chat\r\n",
+    "sec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n",
+    "sec-websocket-extensions: x-webkit-deflate-frame\r\n"],
+   "complete 335", ["resource = /chat", "header_count = 8", "host = server.example.com",
+                    "origin = http://example.com", "sec-websocket-key = dGhlIHNhbXBsZSBub25jZQ==",
+                    "sec-websocket-version = 13", "sec-websocket-accept = s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+                    "sec-websocket-protocol = chat",
+                    "extensions = permessage-deflate; client_max_window_bits|x-webkit-deflate-frame"])
+ws("resource_only", "the root path and no header", ["/\r\n"], "complete 3",
+   ["resource = /", "header_count = 0", "host = (none)"])
+ws("raw_bytes_and_empty_value", "values are raw bytes (not UTF-8 here) and may be empty",
+   ["/r\r\n", "origin: http://\xe9xample.com\r\n", "sec-websocket-protocol: \r\n"],
+   "complete 58", ["origin = http://\\xe9xample.com", "sec-websocket-protocol = "])
+ws("unknown_and_mixed_case", "unknown names are kept (even repeated) and names compare case-insensitively",
+   ["/a/b\r\n", "x-custom: 1\r\n", "Host: example.com:8080\r\n", "x-custom: 2\r\n"],
+   "complete 56", ["header_count = 3", "host = example.com:8080"])
+ws("err_empty", "an empty payload has no resource line", [], "error ws_empty_resource 0")
+ws("err_empty_resource", "the first line is empty", ["\r\n", "host: a\r\n"], "error ws_empty_resource 0")
+ws("err_no_final_crlf", "the last line is not terminated", ["/x\r\n", "host: a"], "error ws_line_not_terminated 4")
+ws("err_final_cr", "the last line ends with CR alone", ["/x\r\n", "host: a\r"], "error ws_line_not_terminated 4")
+ws("err_bare_lf", "a line ends with LF alone", ["/x\n", "host: a\r\n"], "error ws_bad_line_ending 2")
+ws("err_bare_cr", "a CR not followed by LF", ["/x\r", "\rhost: a\r\n"], "error ws_bad_line_ending 2")
+ws("err_no_colon", "a header line without a colon", ["/x\r\n", "host example.com\r\n"], "error ws_bad_header_line 8")
+ws("err_no_space", "a colon not followed by a space", ["/x\r\n", "host:example.com\r\n"], "error ws_bad_header_line 9")
+ws("err_colon_at_end", "a colon ending the line", ["/x\r\n", "host:\r\n"], "error ws_bad_header_line 9")
+ws("err_empty_name", "a line starting with the colon", ["/x\r\n", ": v\r\n"], "error ws_bad_header_line 4")
+ws("err_blank_line", "an empty header line", ["/x\r\n", "\r\n"], "error ws_bad_header_line 4")
+ws("err_leading_space", "folded or indented header lines are not allowed", ["/x\r\n", "host: a\r\n", " b: c\r\n"],
+   "error ws_bad_header_line 13")
+ws("err_duplicate_host", "host twice, in two spellings", ["/x\r\n", "host: a\r\n", "Host: b\r\n"],
+   "error ws_duplicate_header 13")
+
+
+def esc(text):
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch == "\r":
+            out.append("\\r")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif o < 0x20 or o >= 0x7F:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def write_ws():
+    WS_OUT.mkdir(parents=True, exist_ok=True)
+    d = CORPUS / "websocket_payload"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, title, lines, expect, fields in W:
+        data = "".join(lines).encode("latin-1")
+        if expect.startswith("complete"):
+            assert int(expect.split()[1]) == len(data), (name, len(data))
+        text = [f"# {title}", f"# expect: {expect}"] + [f"# field: {f}" for f in fields]
+        text += [esc(line) for line in lines]
+        (WS_OUT / f"{name}.ws").write_text("\n".join(text) + "\n")
+        (d / name).write_bytes(data)
+    print(f"{len(W)} websocket vectors")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     names = set()
@@ -400,6 +482,7 @@ def main():
             d.mkdir(parents=True, exist_ok=True)
             (d / v.name).write_bytes(prefix + data)
     print(f"{len(V)} vectors")
+    write_ws()
 
 
 if __name__ == "__main__":
