@@ -11,3 +11,4 @@
 #include <detour/response.hpp>
 #include <detour/result.hpp>
 #include <detour/version.hpp>
+#include <detour/websocket_payload.hpp>
