@@ -542,7 +542,7 @@ void connection::enter_closing() {
     return;
   }
   phase_ = phase::closing;
-  tasks_.connection_closed("connection closed by server", now);
+  drop_streams("connection closed by server", now);
   close_packet_.assign(buf.data(), buf.data() + n);
   (void)server_.send(*ep_, remote_, local_, close_packet_, close_packet_.size(), 0);
   // RFC 9000 §10.2: stay in the closing state for three PTOs, answering with the close.
@@ -560,8 +560,15 @@ void connection::enter_draining() {
   if (dead_ || phase_ == phase::draining) return;
   const timestamp now = monotonic_now();
   phase_ = phase::draining;
-  tasks_.connection_closed("connection closed by client", now);
+  drop_streams("connection closed by client", now);
   timer_.arm_at(now + 3 * ngtcp2_conn_get_pto(conn_));
+}
+
+void connection::drop_streams(std::string_view reason, timestamp now) {
+  // The tasks free their streams: forget every pointer to them first.
+  streams_.clear();
+  send_queue_.clear();
+  tasks_.connection_closed(reason, now);
 }
 
 void connection::log_close(std::string_view how) {
@@ -600,7 +607,7 @@ void connection::log_close(std::string_view how) {
 void connection::finish(std::string_view reason) {
   if (dead_) return;
   log_close(reason);
-  tasks_.connection_closed(reason, monotonic_now());
+  drop_streams(reason, monotonic_now());
   dead_ = true;
   timer_.cancel();
   work_.cancel();

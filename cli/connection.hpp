@@ -103,6 +103,7 @@ private:
   void finish(std::string_view reason);
   void send_close_again();
   void log_close(std::string_view how);
+  void drop_streams(std::string_view reason, timestamp now);
 
   server& server_;
   endpoint* ep_;

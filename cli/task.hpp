@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
-// cli/task.hpp: the detour tasks of one connection (g3proxy stream detour): each client stream
-// is read up to its header through the library, north requests are answered, south streams are
-// paired with their north by match id, and both streams are echoed with real flow control.
+// cli/task.hpp: the detour tasks of one connection (g3proxy stream detour, PROTOCOL-NOTES "One
+// task", "Closing", "Pairing"), built from the library: each client stream runs a
+// detour::stream_session up to its header, north requests are answered with the configured
+// action, south streams meet their north in a detour::pairing_table, and each stream is echoed
+// onto itself by a detour::io::relay with real flow control.
 #pragma once
 
 #include "event_loop.hpp"
@@ -14,7 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <string_view>
 
 struct ngtcp2_conn;
 
@@ -24,13 +26,14 @@ namespace detour::cli {
 struct task_counters {
   std::uint64_t tasks = 0;       ///< north requests answered
   std::uint64_t streams = 0;     ///< streams opened by the client
-  std::uint64_t bytes_in = 0;    ///< relayed bytes received from the client
-  std::uint64_t bytes_out = 0;   ///< relayed bytes accepted for sending back
+  std::uint64_t bytes_in = 0;    ///< relayed bytes taken from the client (both streams)
+  std::uint64_t bytes_out = 0;   ///< relayed bytes handed back to the client
   std::uint64_t bad_streams = 0; ///< streams reset for a protocol error or a timeout
 };
 
-/// The tasks of one connection. The connection forwards stream events; the set decides, steps
-/// the library's machines, logs each task when it ends, and owns every stream.
+/// The tasks of one connection. The connection forwards stream events; the set steps the
+/// library's machines, answers, pairs, relays, enforces the header and pairing deadlines, logs
+/// each task when it ends and each bad stream, and owns every stream object.
 class task_set {
 public:
   struct context {
@@ -48,36 +51,33 @@ public:
 
   /// The client opened stream |id|: returns the stream object that receives its events.
   quic_stream& open_stream(ngtcp2_conn* conn, std::int64_t id, timestamp now);
-  /// Something happened on |s|: its task is stepped at the next step().
+  /// Something happened on |s|: it is stepped at the next step().
   void on_event(quic_stream& s);
-  /// Steps every task that had events. Ended tasks are logged and freed once both of their
-  /// streams are closed.
+  /// Steps every stream that had events.
   void step(timestamp now);
-  /// ngtcp2 closed |s| (quic_stream::on_closed was called).
+  /// ngtcp2 closed |s| (quic_stream::on_closed ran): it is freed once its task is logged.
   void on_closed(quic_stream& s, timestamp now);
 
-  /// The earliest header, pairing or drain deadline; empty when none.
+  /// The earliest header or pairing deadline; empty when none.
   std::optional<timestamp> next_deadline() const;
-  /// Fails what is due at |now| (resets slow headers, unpaired halves).
+  /// Fails what is due at |now|: slow headers, halves whose partner did not come.
   void on_deadline(timestamp now);
 
-  /// Shutdown: every stream opened from now on is reset (code `shutting_down`).
-  void refuse_new() noexcept { refusing_ = true; }
-  /// The connection is closing or closed under the tasks: log the running ones as ended by
-  /// |reason| (calmly: g3proxy closes a used-up connection right after its last task) and free
-  /// everything. No ngtcp2 call is made.
+  /// Shutdown: every stream opened from now on is refused (code_shutting_down).
+  void refuse_new() noexcept;
+  /// The connection is closing or closed under the tasks: the running ones are logged as
+  /// ended by |reason| (calmly: g3proxy closes a used-up connection right after its last
+  /// task's FIN) and everything is freed. No ngtcp2 call is made; idempotent.
   void connection_closed(std::string_view reason, timestamp now);
 
-  /// Streams and tasks not yet finished.
+  /// Streams not yet done (tasks running, headers in progress).
   std::size_t active() const noexcept;
-  const task_counters& counters() const noexcept { return counters_; }
+  const task_counters& counters() const noexcept;
 
   struct impl;
 
 private:
   std::unique_ptr<impl> impl_;
-  task_counters counters_;
-  bool refusing_ = false;
 };
 
 } // namespace detour::cli
