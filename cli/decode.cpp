@@ -1,0 +1,735 @@
+// SPDX-License-Identifier: MIT
+// cli/decode.cpp: `detour decode`, which reads a PROXY protocol v2 header from a byte dump (hex
+// text in the usual dump formats, or raw bytes) and prints every field, the detour meaning of
+// the custom TLVs and the payload, or the exact error and its byte offset.
+#include "commands.hpp"
+
+#include <detour/ppv2/decode.hpp>
+#include <detour/request.hpp>
+#include <detour/websocket_payload.hpp>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace detour::cli {
+namespace {
+
+constexpr std::string_view decode_help = R"(usage: detour decode [options] HEX...
+       detour decode [options] --file PATH
+       detour decode [options] -
+
+Decodes a PROXY protocol v2 header and the g3proxy stream detour request it carries (north
+request or south hello), with its payload, from a byte dump. Prints every field; for a
+malformed header, the error and the offset of the offending byte.
+
+Input, one of:
+  HEX...         hex bytes on the command line; spaces, colons, commas, "0x" and "\x"
+                 prefixes are ignored
+  -              read standard input
+  --file PATH    read a file
+Hex text may be a plain dump or the output of xxd, hexdump -C, tcpdump -xx / -X or tshark -x
+(offsets and ASCII columns are dropped), with # comments. A file or standard input that is not
+hex text is read as raw bytes.
+
+Options:
+  --raw          read the file or standard input as raw bytes, even if it looks like hex
+  --offset N     start decoding N bytes into the input (default: at the PROXY signature when
+                 the input does not start with it, e.g. a whole captured packet)
+  --json         print one JSON object instead of text
+  --max-header N largest header accepted (default 4096)
+  --max-payload N
+                 largest payload length accepted (default 65536)
+  --any-text     accept text TLVs that are not UTF-8 (default: refuse them)
+  -h, --help     this help
+
+Exit status: 0 for a complete, valid header; 1 for a malformed or incomplete one; 2 for a usage
+error (bad option, unreadable file, text that is not hex).
+
+Examples:
+  # The smallest g3proxy header (TCP4 192.168.0.1:56324 -> 192.168.0.11:443, no TLV):
+  detour decode 0d0a0d0a000d0a515549540a 2111000c c0a80001 c0a8000b dc04 01bb
+
+  # A south hello, colon-separated as Wireshark copies it:
+  detour decode 0d:0a:0d:0a:00:0d:0a:51:55:49:54:0a:21:11:00:11:c0:a8:00:01:c0:a8:00:0b:dc:04:01:bb:e5:00:02:00:07
+
+  # The first bytes of a captured TCP stream (tshark -x, or tcpdump -xx), as JSON:
+  tshark -r capture.pcap -x -Y 'tcp.len > 0' -c 1 | detour decode --json -
+
+  # A file written by a test or a proxy, raw bytes:
+  detour decode --file north-request.bin
+)";
+
+struct options {
+  std::vector<std::string_view> hex_args;
+  std::optional<std::string> file;
+  bool stdin_input = false;
+  bool raw = false;
+  bool json = false;
+  std::optional<std::size_t> offset;
+  request_limits limits;
+};
+
+// --- Input --------------------------------------------------------------------------------------
+
+bool is_hex_digit(char c) {
+  return detail::hex_value(c) >= 0;
+}
+
+/// A hex token: an even number of hex digits.
+bool is_hex_token(std::string_view t) {
+  return !t.empty() && t.size() % 2 == 0 && std::all_of(t.begin(), t.end(), is_hex_digit);
+}
+
+/// A dump line's leading offset ("0x0000:", "00000010:", "0010  "), or 0 when there is none.
+std::size_t offset_prefix(std::string_view line) {
+  std::size_t i = line.find_first_not_of(" \t");
+  if (i == std::string_view::npos) return 0;
+  const std::size_t start = i;
+  if (line.substr(i, 2) == "0x") i += 2;
+  const std::size_t digits = i;
+  while (i < line.size() && is_hex_digit(line[i])) ++i;
+  if (i - digits < 4 || i - digits > 8) return 0;
+  if (i < line.size() && line[i] == ':') return i + 1;
+  // Without a colon (tshark -x, hexdump -C) two spaces follow the offset.
+  if (line.substr(i, 2) == "  " && line.substr(start, 2) != "0x") return i;
+  return 0;
+}
+
+struct hex_error {
+  std::string message;
+};
+
+/// Appends the bytes of plain hex text: tokens separated by spaces, colons, commas or dashes,
+/// each with an optional "0x" prefix, "\x" escapes anywhere ("0d0a 0d:0a 0x0d \x0d\x0a").
+std::optional<hex_error> parse_plain_hex(std::string_view text, std::string& digits) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::size_t start = text.find_first_not_of(" \t\r\n:,-\"", i);
+    if (start == std::string_view::npos) break;
+    std::size_t end = text.find_first_of(" \t\r\n:,-\"", start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view token = text.substr(start, end - start);
+    if (token.size() > 2 && token[0] == '0' && (token[1] == 'x' || token[1] == 'X'))
+      token.remove_prefix(2);
+    std::string clean;
+    for (std::size_t k = 0; k < token.size(); ++k) {
+      if (token[k] == '\\' && k + 1 < token.size() &&
+          (token[k + 1] == 'x' || token[k + 1] == 'X')) {
+        ++k;
+        continue;
+      }
+      if (!is_hex_digit(token[k]))
+        return hex_error{fmt::format("'{}' is not hex", text.substr(start, end - start))};
+      clean += token[k];
+    }
+    digits += clean;
+    i = end;
+  }
+  return std::nullopt;
+}
+
+std::optional<hex_error> digits_to_bytes(const std::string& digits,
+                                         std::vector<std::uint8_t>& out) {
+  if (digits.size() % 2 != 0) return hex_error{"an odd number of hex digits"};
+  for (std::size_t i = 0; i < digits.size(); i += 2)
+    out.push_back(static_cast<std::uint8_t>(detail::hex_value(digits[i]) << 4 |
+                                            detail::hex_value(digits[i + 1])));
+  return std::nullopt;
+}
+
+/// Reads hex text: plain hex, or a dump whose lines start with offsets (xxd, hexdump -C,
+/// tcpdump -xx / -X, tshark -x). In a dump, lines without an offset (tcpdump's packet lines)
+/// are skipped, only the first packet is read (until the offsets start again), and consecutive
+/// offsets say how many bytes each line holds, so an ASCII column is never taken for bytes.
+std::optional<hex_error> parse_hex_text(std::string_view text, std::vector<std::uint8_t>& out) {
+  std::vector<std::string_view> lines;
+  for (std::size_t pos = 0; pos <= text.size();) {
+    auto end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    auto line = text.substr(pos, end - pos);
+    if (const auto hash = line.find('#'); hash != std::string_view::npos)
+      line = line.substr(0, hash);
+    if (line.find_first_not_of(" \t\r") != std::string_view::npos) lines.push_back(line);
+    pos = end + 1;
+  }
+  const bool dump = std::any_of(lines.begin(), lines.end(),
+                                [](std::string_view l) { return offset_prefix(l) != 0; });
+  if (!dump) {
+    std::string digits;
+    for (const auto line : lines)
+      if (auto e = parse_plain_hex(line, digits)) return e;
+    return digits_to_bytes(digits, out);
+  }
+  // The rows of the first packet, with their offsets.
+  std::vector<std::pair<std::size_t, std::string_view>> rows;
+  for (const auto line : lines) {
+    const std::size_t p = offset_prefix(line);
+    if (p == 0) {
+      if (!rows.empty()) break; // the next packet's summary line
+      continue;
+    }
+    auto number = line.substr(0, p);
+    number = number.substr(number.find_first_not_of(" \t"));
+    if (number.substr(0, 2) == "0x") number.remove_prefix(2);
+    std::size_t value = 0;
+    std::from_chars(number.data(), number.data() + number.size(), value, 16);
+    if (!rows.empty() && value <= rows.back().first) break; // the next packet
+    rows.emplace_back(value, line.substr(p));
+  }
+  if (rows.empty() || rows.front().first != 0)
+    return hex_error{"the dump does not start at offset 0"};
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    auto rest = rows[r].second;
+    if (const auto bar = rest.find('|'); bar != std::string_view::npos)
+      rest = rest.substr(0, bar); // hexdump -C
+    const bool last = r + 1 == rows.size();
+    const std::size_t want = last ? SIZE_MAX : rows[r + 1].first - rows[r].first;
+    std::size_t got = 0;
+    std::size_t i = 0;
+    while (i < rest.size() && got < want) {
+      const std::size_t start = rest.find_first_not_of(" \t\r", i);
+      if (start == std::string_view::npos) break;
+      // On the last line an ASCII column follows a gap of three or more spaces.
+      if (last && got > 0 && start - i >= 3) break;
+      const std::size_t end = std::min(rest.find_first_of(" \t\r", start), rest.size());
+      const auto token = rest.substr(start, end - start);
+      if (!is_hex_token(token)) break;
+      for (std::size_t k = 0; k < token.size() && got < want; k += 2, ++got)
+        out.push_back(static_cast<std::uint8_t>(detail::hex_value(token[k]) << 4 |
+                                                detail::hex_value(token[k + 1])));
+      i = end;
+    }
+    if (!last && got != want)
+      return hex_error{fmt::format("the dump line at offset {:#x} holds {} bytes, {} expected",
+                                   rows[r].first, got, want)};
+  }
+  return std::nullopt;
+}
+
+/// Text (hex, dumps, comments in any language) rather than raw bytes: no control character
+/// but tab, CR and LF. A raw PROXY v2 header always has one (the NUL in its signature).
+bool looks_like_text(std::span<const std::uint8_t> bytes) {
+  return std::all_of(bytes.begin(), bytes.end(), [](std::uint8_t b) {
+    return b >= 0x20 ? b != 0x7F : (b == '\n' || b == '\r' || b == '\t');
+  });
+}
+
+// --- Output -------------------------------------------------------------------------------------
+
+std::string printable(std::span<const std::uint8_t> bytes) {
+  std::string out;
+  for (std::uint8_t b : bytes) {
+    if (b == '"' || b == '\\')
+      out += fmt::format("\\{}", static_cast<char>(b));
+    else if (b >= 0x20 && b < 0x7F)
+      out += static_cast<char>(b);
+    else if (b == '\r')
+      out += "\\r";
+    else if (b == '\n')
+      out += "\\n";
+    else
+      out += fmt::format("\\x{:02x}", b);
+  }
+  return out;
+}
+
+std::span<const std::uint8_t> bytes_of(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+std::string hex(std::span<const std::uint8_t> bytes) {
+  std::string out;
+  for (std::uint8_t b : bytes) out += fmt::format("{:02x}", b);
+  return out;
+}
+
+bool is_printable_text(std::span<const std::uint8_t> bytes) {
+  return !bytes.empty() && std::all_of(bytes.begin(), bytes.end(),
+                                       [](std::uint8_t b) { return b >= 0x20 && b < 0x7F; });
+}
+
+/// JSON string contents: UTF-8 passes through when valid, other bytes become \u00XX (Latin-1).
+std::string json_string(std::span<const std::uint8_t> bytes) {
+  const bool utf8 = detail::utf8_invalid_at(bytes) == detail::utf8_valid;
+  std::string out = "\"";
+  for (std::uint8_t b : bytes) {
+    if (b == '"' || b == '\\')
+      out += fmt::format("\\{}", static_cast<char>(b));
+    else if (b < 0x20 || b == 0x7F || (!utf8 && b >= 0x80))
+      out += fmt::format("\\u{:04x}", b);
+    else
+      out += static_cast<char>(b);
+  }
+  return out + "\"";
+}
+std::string json_string(std::string_view s) {
+  return json_string(bytes_of(s));
+}
+
+std::string_view command_name(ppv2::command c) {
+  return c == ppv2::command::local ? "LOCAL" : "PROXY";
+}
+
+std::string_view family_name(ppv2::address_family f) {
+  switch (f) {
+  case ppv2::address_family::unspec:
+    return "AF_UNSPEC";
+  case ppv2::address_family::inet:
+    return "AF_INET";
+  case ppv2::address_family::inet6:
+    return "AF_INET6";
+  case ppv2::address_family::unix_socket:
+    return "AF_UNIX";
+  }
+  return "?";
+}
+
+std::string_view transport_name(ppv2::transport t) {
+  switch (t) {
+  case ppv2::transport::unspec:
+    return "UNSPEC";
+  case ppv2::transport::stream:
+    return "STREAM";
+  case ppv2::transport::dgram:
+    return "DGRAM";
+  }
+  return "?";
+}
+
+std::string_view family_summary(const ppv2::header_view& h) {
+  const auto fam = static_cast<int>(h.family) << 4 | static_cast<int>(h.transport);
+  switch (fam) {
+  case 0x00:
+    return "unspecified";
+  case 0x11:
+    return "TCP over IPv4";
+  case 0x12:
+    return "UDP over IPv4";
+  case 0x21:
+    return "TCP over IPv6";
+  case 0x22:
+    return "UDP over IPv6";
+  case 0x31:
+    return "UNIX stream";
+  case 0x32:
+    return "UNIX datagram";
+  default:
+    return "?";
+  }
+}
+
+std::string unix_path(std::span<const std::uint8_t> path) {
+  const auto end = std::find(path.begin(), path.end(), std::uint8_t{0});
+  return printable(std::span<const std::uint8_t>(path.begin(), end));
+}
+
+/// What a TLV's value means, in one line of text.
+std::string tlv_meaning(const ppv2::tlv_view& t) {
+  using ppv2::tlv_type;
+  const auto v = t.value;
+  switch (static_cast<tlv_type>(t.type)) {
+  case tlv_type::crc32c:
+    if (v.size() == 4) return fmt::format("{:#010x} (verified)", detail::load_be32(v.data()));
+    break;
+  case tlv_type::task_id:
+    if (v.size() == 16) {
+      uuid id;
+      std::copy(v.begin(), v.end(), id.bytes.begin());
+      return std::string(to_text(id).view());
+    }
+    break;
+  case tlv_type::match_id:
+    if (v.size() == 2) return std::to_string(detail::load_be16(v.data()));
+    break;
+  case tlv_type::payload_length:
+    if (v.size() == 4) return fmt::format("{} bytes", detail::load_be32(v.data()));
+    break;
+  case tlv_type::ssl:
+    if (v.size() >= ppv2::ssl_fixed_size)
+      return fmt::format("client {:#04x}, verify {}", v[0], detail::load_be32(v.data() + 1));
+    break;
+  case tlv_type::noop:
+    return v.empty() ? "(padding)" : fmt::format("(padding) {}", hex(v));
+  case tlv_type::authority:
+  case tlv_type::netns:
+  case tlv_type::upstream:
+  case tlv_type::tls_name:
+  case tlv_type::username:
+  case tlv_type::protocol:
+    return fmt::format("\"{}\"", printable(v)); // text, escaped
+  default:
+    break;
+  }
+  if (t.type >= 0x21 && t.type <= 0x25) return fmt::format("\"{}\"", printable(v)); // SSL text
+  if (is_printable_text(v)) return fmt::format("\"{}\"", printable(v));
+  return v.empty() ? "(empty)" : hex(v);
+}
+
+std::string tlv_label(std::uint8_t type) {
+  const auto name = ppv2::tlv_type_name(type);
+  if (!name.empty()) return std::string(name);
+  if (ppv2::is_custom(type)) return "custom";
+  if (ppv2::is_experimental(type)) return "experimental";
+  if (ppv2::is_future(type)) return "reserved (future)";
+  return "unregistered";
+}
+
+struct report {
+  std::span<const std::uint8_t> input; // from the decoding start
+  std::size_t skipped = 0;
+  bool offset_given = false; // skipped by --offset, not by finding the signature
+  decode_result<ppv2::header_view> header;
+  std::optional<decode_result<stream_header>> detour; // when the header carries E0-E6
+};
+
+bool has_detour_tlvs(const ppv2::header_view& h) {
+  for (const auto t : h.tlvs())
+    if (t.type >= 0xE0 && t.type <= 0xE6) return true;
+  return false;
+}
+
+void print_error_text(std::string_view what, errc e, std::size_t offset, std::size_t skipped) {
+  fmt::print("{}: {} ({}) at byte {}", what, make_error_code(e).message(), errc_name(e), offset);
+  if (skipped != 0) fmt::print(" (byte {} of the input)", offset + skipped);
+  fmt::print("\n");
+}
+
+void print_text(const report& r) {
+  const auto& h = r.header.value;
+  if (r.skipped != 0 && r.offset_given)
+    fmt::print("(decoding from byte {} of the input)\n", r.skipped);
+  if (r.skipped != 0 && !r.offset_given)
+    fmt::print("(skipped {} bytes before the PROXY signature)\n", r.skipped);
+  fmt::print("PROXY protocol v2 header, {} bytes (16 fixed + {} address + {} TLV)\n", h.size(),
+             h.address_block.size(), h.tlv_block.size());
+  fmt::print("  command      {}\n", command_name(h.command));
+  fmt::print("  family       {} ({}, {}, byte {:#04x})\n", family_summary(h), family_name(h.family),
+             transport_name(h.transport), h.bytes[13]);
+  if (h.family == ppv2::address_family::inet || h.family == ppv2::address_family::inet6) {
+    fmt::print("  source       {}\n", to_text(h.source).view());
+    fmt::print("  destination  {}\n", to_text(h.destination).view());
+  } else if (h.family == ppv2::address_family::unix_socket) {
+    fmt::print("  source       \"{}\"\n", unix_path(h.unix_source()));
+    fmt::print("  destination  \"{}\"\n", unix_path(h.unix_destination()));
+  }
+  std::size_t count = 0;
+  for (const auto t : h.tlvs()) (void)t, ++count;
+  fmt::print("  TLVs         {}\n", count);
+  for (const auto t : h.tlvs()) {
+    fmt::print("    @{:<4} {:#04x} {:<28} {:>5} bytes  {}\n", t.offset, t.type, tlv_label(t.type),
+               t.value.size(), tlv_meaning(t));
+    if (t.type == ppv2::to_byte(ppv2::tlv_type::ssl)) {
+      if (const auto ssl = h.ssl()) {
+        for (const auto s : ssl->sub_tlvs)
+          fmt::print("      @{:<4} {:#04x} {:<26} {:>5} bytes  {}\n", s.offset, s.type,
+                     tlv_label(s.type), s.value.size(), tlv_meaning(s));
+      }
+    }
+  }
+
+  if (!r.detour) {
+    fmt::print("not a detour stream header (no E0-E6 TLV)\n");
+    return;
+  }
+  const auto& d = *r.detour;
+  if (d.failed()) {
+    print_error_text("malformed detour header", d.error, d.offset, r.skipped);
+    return;
+  }
+  const auto payload_all = r.input.subspan(h.size());
+  if (d.value.kind == stream_kind::south) {
+    const auto& s = d.value.south;
+    fmt::print("detour south hello\n");
+    fmt::print("  client       {}\n  proxy        {}\n  match id     {}\n",
+               to_text(s.client).view(), to_text(s.proxy).view(), s.match_id);
+    if (!payload_all.empty()) fmt::print("then {} bytes of relay data\n", payload_all.size());
+    return;
+  }
+  const auto& n = d.value.north;
+  fmt::print("detour north request\n");
+  fmt::print("  client       {}\n", to_text(n.client).view());
+  fmt::print("  proxy        {}\n", to_text(n.proxy).view());
+  fmt::print("  upstream     {} (host {}, port {})\n", printable(bytes_of(n.upstream.text)),
+             printable(bytes_of(n.upstream.host)), n.upstream.port);
+  fmt::print("  username     {}\n", n.username
+                                        ? fmt::format("\"{}\"", printable(bytes_of(*n.username)))
+                                        : std::string("(none)"));
+  fmt::print("  task id      {}\n", to_text(n.task_id).view());
+  fmt::print("  protocol     {}{}\n", printable(bytes_of(n.protocol_name)),
+             n.protocol == protocol_kind::other ? " (not one g3proxy sends today)" : "");
+  fmt::print("  match id     {}\n", n.match_id);
+  fmt::print("  payload      {} bytes announced, {} present\n", n.payload_length,
+             std::min<std::size_t>(n.payload_length, payload_all.size()));
+  const auto payload =
+      payload_all.first(std::min<std::size_t>(n.payload_length, payload_all.size()));
+  if (n.payload_length != 0 && payload.size() == n.payload_length) {
+    if (n.protocol == protocol_kind::websocket) {
+      const auto w = parse_websocket_payload(payload);
+      if (w.failed()) {
+        print_error_text("malformed websocket payload", w.error, w.offset, 0);
+      } else {
+        fmt::print("websocket payload\n  resource     {}\n", printable(bytes_of(w.value.resource)));
+        for (const auto hd : w.value.headers())
+          fmt::print("  {}: {}\n", hd.name, printable(bytes_of(hd.value)));
+      }
+    } else {
+      fmt::print("payload bytes\n  {}\n", printable(payload));
+    }
+  }
+  if (payload_all.size() > n.payload_length)
+    fmt::print("then {} bytes of relay data\n", payload_all.size() - n.payload_length);
+}
+
+void print_json(const report& r) {
+  const auto& res = r.header;
+  std::string out = "{";
+  const auto field = [&out](std::string_view name, const std::string& value) {
+    if (out.size() > 1 && out.back() != '{' && out.back() != '[') out += ',';
+    out += fmt::format("\"{}\":{}", name, value);
+  };
+  const auto error_object = [&](errc e, std::size_t offset) {
+    return fmt::format("{{\"error\":\"{}\",\"message\":{},\"offset\":{},\"input_offset\":{}}}",
+                       errc_name(e), json_string(make_error_code(e).message()), offset,
+                       offset + r.skipped);
+  };
+  field("skipped", std::to_string(r.skipped));
+  if (res.failed()) {
+    field("status", "\"error\"");
+    field("header", error_object(res.error, res.offset));
+    fmt::print("{}}}\n", out);
+    return;
+  }
+  if (res.need_more()) {
+    field("status", "\"incomplete\"");
+    field("needed", std::to_string(res.needed));
+    fmt::print("{}}}\n", out);
+    return;
+  }
+  const auto& h = res.value;
+  std::string hdr = fmt::format(
+      "{{\"size\":{},\"command\":\"{}\",\"family\":\"{}\",\"transport\":\"{}\"", h.size(),
+      command_name(h.command), family_name(h.family), transport_name(h.transport));
+  if (h.family == ppv2::address_family::inet || h.family == ppv2::address_family::inet6)
+    hdr += fmt::format(",\"source\":\"{}\",\"destination\":\"{}\"", to_text(h.source).view(),
+                       to_text(h.destination).view());
+  if (h.family == ppv2::address_family::unix_socket)
+    hdr += fmt::format(",\"source\":{},\"destination\":{}", json_string(unix_path(h.unix_source())),
+                       json_string(unix_path(h.unix_destination())));
+  const auto tlv_json = [](const ppv2::tlv_view& t) {
+    std::string s = fmt::format(
+        "{{\"offset\":{},\"type\":{},\"name\":\"{}\",\"length\":{},\"hex\":\"{}\",\"meaning\":{}",
+        t.offset, t.type, tlv_label(t.type), t.value.size(), hex(t.value),
+        json_string(tlv_meaning(t)));
+    if (is_printable_text(t.value)) s += fmt::format(",\"text\":{}", json_string(t.value));
+    return s;
+  };
+  hdr += ",\"tlvs\":[";
+  bool first = true;
+  for (const auto t : h.tlvs()) {
+    hdr += (first ? "" : ",") + tlv_json(t);
+    first = false;
+    if (t.type == ppv2::to_byte(ppv2::tlv_type::ssl)) {
+      const auto ssl = h.ssl();
+      hdr += fmt::format(",\"client\":{},\"verify\":{},\"sub_tlvs\":[", ssl->client, ssl->verify);
+      bool sub_first = true;
+      for (const auto s : ssl->sub_tlvs) {
+        hdr += (sub_first ? "" : ",") + tlv_json(s) + "}";
+        sub_first = false;
+      }
+      hdr += "]";
+    }
+    hdr += "}";
+  }
+  hdr += "]}";
+  field("header", hdr);
+
+  if (!r.detour) {
+    field("status", "\"complete\"");
+    field("detour", "null");
+    fmt::print("{}}}\n", out);
+    return;
+  }
+  const auto& d = *r.detour;
+  if (d.failed()) {
+    field("status", "\"error\"");
+    field("detour", error_object(d.error, d.offset));
+    fmt::print("{}}}\n", out);
+    return;
+  }
+  field("status", "\"complete\"");
+  const auto rest = r.input.subspan(h.size());
+  if (d.value.kind == stream_kind::south) {
+    const auto& s = d.value.south;
+    field("detour",
+          fmt::format("{{\"kind\":\"south\",\"client\":\"{}\",\"proxy\":\"{}\",\"match_id\":{}}}",
+                      to_text(s.client).view(), to_text(s.proxy).view(), s.match_id));
+    field("trailing", std::to_string(rest.size()));
+    fmt::print("{}}}\n", out);
+    return;
+  }
+  const auto& n = d.value.north;
+  field("detour", fmt::format("{{\"kind\":\"north\",\"client\":\"{}\",\"proxy\":\"{}\","
+                              "\"upstream\":{},\"upstream_host\":{},"
+                              "\"upstream_port\":{},\"username\":{},\"task_id\":\"{}\","
+                              "\"protocol\":{},\"known_protocol\":{},"
+                              "\"match_id\":{},\"payload_length\":{}}}",
+                              to_text(n.client).view(), to_text(n.proxy).view(),
+                              json_string(n.upstream.text), json_string(n.upstream.host),
+                              n.upstream.port, n.username ? json_string(*n.username) : "null",
+                              to_text(n.task_id).view(), json_string(n.protocol_name),
+                              n.protocol != protocol_kind::other, n.match_id, n.payload_length));
+  const auto payload = rest.first(std::min<std::size_t>(n.payload_length, rest.size()));
+  std::string p = fmt::format("{{\"present\":{},\"hex\":\"{}\"", payload.size(), hex(payload));
+  if (n.protocol == protocol_kind::websocket && payload.size() == n.payload_length &&
+      !payload.empty()) {
+    const auto w = parse_websocket_payload(payload);
+    if (w.failed()) {
+      p += ",\"websocket\":" + error_object(w.error, w.offset);
+    } else {
+      p += fmt::format(",\"websocket\":{{\"resource\":{},\"headers\":[",
+                       json_string(w.value.resource));
+      bool first_h = true;
+      for (const auto hd : w.value.headers()) {
+        p += fmt::format("{}[{},{}]", first_h ? "" : ",", json_string(hd.name),
+                         json_string(hd.value));
+        first_h = false;
+      }
+      p += "]}";
+    }
+  }
+  p += "}";
+  field("payload", p);
+  field("trailing", std::to_string(rest.size() - payload.size()));
+  fmt::print("{}}}\n", out);
+}
+
+std::optional<std::size_t> parse_size(std::string_view s) {
+  std::size_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+int usage_error(const std::string& message) {
+  fmt::print(stderr, "detour decode: {}\nRun `detour decode --help` for usage.\n", message);
+  return 2;
+}
+
+} // namespace
+
+int run_decode(args a) {
+  options opt;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const std::string_view arg = a[i];
+    const auto value = [&]() -> std::optional<std::string_view> {
+      if (i + 1 >= a.size()) return std::nullopt;
+      return std::string_view(a[++i]);
+    };
+    if (arg == "-h" || arg == "--help") {
+      fmt::print("{}", decode_help);
+      return 0;
+    } else if (arg == "-") {
+      opt.stdin_input = true;
+    } else if (arg == "--file") {
+      const auto v = value();
+      if (!v) return usage_error("--file needs a path");
+      opt.file = std::string(*v);
+    } else if (arg == "--raw") {
+      opt.raw = true;
+    } else if (arg == "--json") {
+      opt.json = true;
+    } else if (arg == "--any-text") {
+      opt.limits.require_utf8 = false;
+    } else if (arg == "--offset" || arg == "--max-header" || arg == "--max-payload") {
+      const auto v = value();
+      const auto n = v ? parse_size(*v) : std::nullopt;
+      if (!n) return usage_error(fmt::format("{} needs a number", arg));
+      if (arg == "--offset")
+        opt.offset = *n;
+      else if (arg == "--max-header")
+        opt.limits.header.max_header_size = *n;
+      else if (*n > 0xFFFFFFFFu)
+        return usage_error("--max-payload is at most 4294967295");
+      else
+        opt.limits.max_payload_length = static_cast<std::uint32_t>(*n);
+    } else if (arg.size() > 1 && arg[0] == '-' && arg.substr(0, 2) != "0x" && arg != "-") {
+      return usage_error(fmt::format("unknown option '{}'", arg));
+    } else {
+      opt.hex_args.push_back(arg);
+    }
+  }
+  const int sources =
+      (opt.hex_args.empty() ? 0 : 1) + (opt.file ? 1 : 0) + (opt.stdin_input ? 1 : 0);
+  if (sources != 1)
+    return usage_error(
+        "give the bytes as HEX arguments, with --file PATH, or - for standard input");
+
+  std::vector<std::uint8_t> bytes;
+  if (!opt.hex_args.empty()) {
+    std::string joined;
+    for (const auto h : opt.hex_args) (joined += h) += ' ';
+    if (auto e = parse_hex_text(joined, bytes))
+      return usage_error("the arguments are not hex: " + e->message);
+  } else {
+    std::vector<std::uint8_t> raw;
+    if (opt.file) {
+      std::ifstream in(*opt.file, std::ios::binary);
+      if (!in) return usage_error(fmt::format("cannot read '{}'", *opt.file));
+      raw.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    } else {
+      raw.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    }
+    if (!opt.raw && looks_like_text(raw) && !raw.empty()) {
+      const std::string_view text(reinterpret_cast<const char*>(raw.data()), raw.size());
+      if (auto e = parse_hex_text(text, bytes))
+        return usage_error("the input is text but not hex: " + e->message);
+    } else {
+      bytes = std::move(raw);
+    }
+  }
+
+  report r;
+  if (opt.offset) {
+    if (*opt.offset > bytes.size()) return usage_error("--offset is past the end of the input");
+    r.skipped = *opt.offset;
+    r.offset_given = true;
+  } else if (!std::equal(ppv2::signature.begin(), ppv2::signature.end(), bytes.begin(),
+                         bytes.begin() + static_cast<std::ptrdiff_t>(
+                                             std::min(bytes.size(), ppv2::signature.size())))) {
+    const auto at =
+        std::search(bytes.begin(), bytes.end(), ppv2::signature.begin(), ppv2::signature.end());
+    if (at != bytes.end()) r.skipped = static_cast<std::size_t>(at - bytes.begin());
+  }
+  r.input = std::span<const std::uint8_t>(bytes).subspan(r.skipped);
+  r.header = ppv2::decode(r.input, opt.limits.header);
+  if (r.header.complete() && has_detour_tlvs(r.header.value))
+    r.detour = parse_stream_header(r.header.value, opt.limits);
+
+  if (opt.json) {
+    print_json(r);
+  } else if (r.header.failed()) {
+    print_error_text("malformed PROXY v2 header", r.header.error, r.header.offset, r.skipped);
+  } else if (r.header.need_more()) {
+    fmt::print("incomplete PROXY v2 header: {} bytes given, {}{} more needed\n", r.input.size(),
+               r.input.size() >= ppv2::fixed_size ? "" : "at least ", r.header.needed);
+  } else {
+    print_text(r);
+  }
+  if (!r.header.complete()) return 1;
+  if (r.detour && r.detour->failed()) return 1;
+  return 0;
+}
+
+} // namespace detour::cli

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# tests/decode/decode_test.py: `detour decode` as a user runs it: every input form (hex
+# arguments, colon-separated, 0x/\x prefixes, stdin, --file with hex text, raw bytes, xxd,
+# hexdump -C, tcpdump -X, tshark -x dumps), text and JSON output checked for content, and the
+# exit codes (0 valid, 1 malformed or incomplete, 2 usage).
+#   usage: decode_test.py <path to detour> <tests/vectors dir>
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+DETOUR = sys.argv[1]
+VECTORS = pathlib.Path(sys.argv[2])
+failures = []
+
+
+def run(*args, stdin=None):
+    p = subprocess.run([DETOUR, "decode", *args], input=stdin, capture_output=True, timeout=30)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        failures.append(f"{name}: {detail}")
+
+
+def expect(name, args, rc, contains=(), absent=(), stdin=None):
+    code, out, err = run(*args, stdin=stdin)
+    check(name, code == rc, f"exit {code}, expected {rc}; stdout:\n{out}\nstderr:\n{err}")
+    for text in contains:
+        check(name, text in out + err, f"missing {text!r} in:\n{out}{err}")
+    for text in absent:
+        check(name, text not in out + err, f"unexpected {text!r} in:\n{out}{err}")
+    return out
+
+
+def vector_bytes(name):
+    """The bytes of an annotated .hex vector (comments dropped)."""
+    data = bytearray()
+    for line in (VECTORS / "ppv2" / f"{name}.hex").read_text().splitlines():
+        data += bytes.fromhex(line.split("#")[0])
+    return bytes(data)
+
+
+NORTH = vector_bytes("north_tcp4_websocket")
+SOUTH = vector_bytes("south_tcp4")
+G3_TCP4 = "0d0a0d0a000d0a515549540a 2111000c c0a80001 c0a8000b dc04 01bb"
+
+# --- Input forms ----------------------------------------------------------------------------------
+expect("hex arguments", G3_TCP4.split(), 0,
+       ["PROXY protocol v2 header, 28 bytes", "command      PROXY", "TCP over IPv4",
+        "source       192.168.0.1:56324", "destination  192.168.0.11:443",
+        "not a detour stream header"])
+expect("colon-separated", [":".join(f"{b:02x}" for b in SOUTH)], 0,
+       ["detour south hello", "match id     7"])
+expect("0x prefixes", [" ".join(f"0x{b:02X}" for b in SOUTH)], 0, ["detour south hello"])
+expect("backslash-x escapes", ["".join(f"\\x{b:02x}" for b in SOUTH)], 0, ["detour south hello"])
+expect("stdin hex with newlines and comments", ["-"], 0, ["detour south hello"],
+       stdin=("# a south hello\n" + "\n".join(f"{b:02x}" for b in SOUTH) + "\n").encode())
+expect("annotated vector file", ["--file", str(VECTORS / "ppv2" / "north_tcp4_websocket.hex")], 0,
+       ["detour north request", "upstream     example.com:443 (host example.com, port 443)",
+        'username     "alice"', "task id      6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        "protocol     websocket", "match id     7", "payload      61 bytes announced, 61 present",
+        "resource     /websocket", "host: example.com", "sec-websocket-protocol: mqtt",
+        "0xe3 PP2_TYPE_CUSTOM_TASK_ID", "0xe6 PP2_TYPE_CUSTOM_PAYLOAD_LEN"])
+
+with tempfile.TemporaryDirectory() as tmp:
+    tmp = pathlib.Path(tmp)
+    raw = tmp / "north.bin"
+    raw.write_bytes(NORTH + b"relay")
+    expect("raw binary file", ["--file", str(raw)], 0,
+           ["detour north request", "then 5 bytes of relay data"])
+    expect("raw bytes on stdin", ["-"], 0, ["detour south hello"], stdin=SOUTH)
+    # Text that happens to be hex is read as hex unless --raw says otherwise.
+    hexfile = tmp / "hex.txt"
+    hexfile.write_text(SOUTH.hex())
+    expect("--raw on hex text", ["--raw", "--file", str(hexfile)], 1, ["bad_signature"])
+    expect("missing file", ["--file", str(tmp / "nope")], 2, ["cannot read"])
+
+    # Dumps: the offsets and ASCII columns must not become bytes. The formats are written here as
+    # xxd and hexdump -C print them, and checked with the real tools too when installed.
+    data = NORTH + b"relay"
+    xxd = hexdump = ""
+    for off in range(0, len(data), 16):
+        chunk = data[off:off + 16]
+        ascii_col = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        groups = " ".join(chunk[i:i + 2].hex() for i in range(0, len(chunk), 2))
+        xxd += f"{off:08x}: {groups:<39}  {ascii_col}\n"
+        left = " ".join(f"{b:02x}" for b in chunk[:8])
+        right = " ".join(f"{b:02x}" for b in chunk[8:])
+        hexdump += f"{off:08x}  {left:<23}  {right:<23}  |{ascii_col}|\n"
+    hexdump += f"{len(data):08x}\n"
+    for tool, dump in (("xxd format", xxd), ("hexdump -C format", hexdump)):
+        expect(tool, ["-"], 0, ["detour north request", "then 5 bytes of relay data"], stdin=dump.encode())
+    for tool, args in (("xxd", ["xxd", str(raw)]), ("hexdump -C", ["hexdump", "-C", str(raw)])):
+        if shutil.which(args[0]):
+            dump = subprocess.run(args, capture_output=True, check=True).stdout
+            expect(f"real {tool}", ["-"], 0, ["detour north request", "then 5 bytes of relay data"], stdin=dump)
+
+# tcpdump -X and tshark -x (written here as those tools print them): a whole captured packet,
+# IPv4 + TCP headers (40 bytes) before the PROXY header, found by its signature.
+packet = bytes.fromhex("4500004d00004000400600007f0000017f000001c35001bb00000000000000005018ffff00000000") + SOUTH
+tcpdump = "12:00:00.000000 IP 127.0.0.1.50000 > 127.0.0.1.443: Flags [P.], length 33\n"
+tshark = ""
+for off in range(0, len(packet), 16):
+    chunk = packet[off:off + 16]
+    groups = " ".join(chunk[i:i + 2].hex() for i in range(0, len(chunk), 2))
+    ascii_col = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+    tcpdump += f"\t0x{off:04x}:  {groups:<40}  {ascii_col}\n"
+    tshark += f"{off:04x}  {' '.join(f'{b:02x}' for b in chunk):<47}   {ascii_col}\n"
+expect("tcpdump -X dump", ["-"], 0, ["skipped 40 bytes before the PROXY signature", "detour south hello"],
+       stdin=tcpdump.encode())
+out = expect("tshark -x dump as JSON", ["--json", "-"], 0, [], stdin=tshark.encode())
+j = json.loads(out)
+check("tshark json", j["skipped"] == 40 and j["detour"]["kind"] == "south" and j["detour"]["match_id"] == 7, out)
+expect("--offset", ["--offset", "40", "-"], 0, ["detour south hello"], absent=["skipped"], stdin=tshark.encode())
+
+# --- JSON ---------------------------------------------------------------------------------------
+out = expect("json north", ["--json", "--file", str(VECTORS / "ppv2" / "north_tcp4_websocket.hex")], 0)
+j = json.loads(out)
+check("json status", j["status"] == "complete", out)
+check("json header", j["header"]["size"] == 97 and j["header"]["source"] == "192.168.0.1:56324", out)
+check("json tlvs", [t["type"] for t in j["header"]["tlvs"]] == [0xE2, 0xE3, 0xE0, 0xE5, 0xE4, 0xE6], out)
+check("json tlv meaning", j["header"]["tlvs"][1]["meaning"] == "6ba7b810-9dad-11d1-80b4-00c04fd430c8", out)
+d = j["detour"]
+check("json detour", d["kind"] == "north" and d["upstream_host"] == "example.com" and d["upstream_port"] == 443
+      and d["username"] == "alice" and d["protocol"] == "websocket" and d["known_protocol"] is True
+      and d["match_id"] == 7 and d["payload_length"] == 61, out)
+ws = j["payload"]["websocket"]
+check("json websocket", ws["resource"] == "/websocket"
+      and ws["headers"] == [["host", "example.com"], ["sec-websocket-protocol", "mqtt"]], out)
+
+out = expect("json ssl", ["--json", "--file", str(VECTORS / "ppv2" / "haproxy_ssl_crc32c.hex")], 0)
+j = json.loads(out)
+ssl = [t for t in j["header"]["tlvs"] if t["type"] == 0x20][0]
+check("json ssl fields", ssl["client"] == 7 and ssl["verify"] == 0
+      and [s["text"] for s in ssl["sub_tlvs"]] == ["TLSv1.3", "TLS_AES_256_GCM_SHA384", "SHA256", "RSA2048", "client"], out)
+check("json no detour", j["detour"] is None, out)
+
+out = expect("json error", ["--json", "--file", str(VECTORS / "ppv2" / "err_tlv_value_truncated.hex")], 1)
+j = json.loads(out)
+check("json error fields", j["status"] == "error" and j["header"]["error"] == "tlv_truncated"
+      and j["header"]["offset"] == 28, out)
+out = expect("json incomplete", ["--json", "0d0a0d0a000d0a515549540a2111"], 1)
+check("json incomplete fields", json.loads(out) == {"skipped": 0, "status": "incomplete", "needed": 2}, out)
+
+# --- Malformed input: the error, its name and its offset ----------------------------------------
+for name, text in (
+        ("err_version_1", "unsupported PROXY protocol version (not 2) (bad_version) at byte 12"),
+        ("err_crc32c_mismatch", "(crc32c_mismatch) at byte 28"),
+        ("err_header_too_large", "(header_too_large) at byte 14"),
+        ("err_ssl_sub_truncated", "(tlv_truncated) at byte 36"),
+        ("north_err_upstream_no_port", "malformed detour header: upstream address is not host:port (bad_upstream_address) at byte 47"),
+        ("north_err_username_latin1", "(text_not_utf8) at byte 33"),
+        ("north_err_no_protocol", "(missing_required_tlv) at byte 77"),
+):
+    expect(name, ["--file", str(VECTORS / "ppv2" / f"{name}.hex")], 1, [text])
+expect("--any-text accepts Latin-1", ["--any-text", "--file", str(VECTORS / "ppv2" / "north_err_username_latin1.hex")], 0,
+       ['username     "zo\\xeb"'])
+expect("--max-payload", ["--max-payload", "60", "--file", str(VECTORS / "ppv2" / "north_tcp4_websocket.hex")], 1,
+       ["(payload_too_large) at byte 90"])
+expect("--max-header", ["--max-header", "96", "--file", str(VECTORS / "ppv2" / "north_tcp4_websocket.hex")], 1,
+       ["(header_too_large) at byte 14"])
+expect("incomplete", ["0d0a0d0a000d0a515549540a 2111000c c0a8"], 1,
+       ["incomplete PROXY v2 header: 18 bytes given, 10 more needed"])
+expect("an HTTP request", ["-"], 1, ["(bad_signature) at byte 0"], stdin=b"GET / HTTP/1.1\r\n\r\n\x00")
+
+# --- Usage errors -------------------------------------------------------------------------------
+expect("no input", [], 2, ["give the bytes"])
+expect("two inputs", ["-", "0d0a"], 2, ["give the bytes"])
+expect("not hex", ["0d0g"], 2, ["not hex"])
+expect("odd digits", ["0d0a0"], 2, ["odd number of hex digits"])
+expect("unknown option", ["--frobnicate"], 2, ["unknown option '--frobnicate'"])
+expect("bad number", ["--max-header", "lots", "0d"], 2, ["--max-header needs a number"])
+help_text = expect("help", ["--help"], 0, ["usage: detour decode", "Examples:", "--json", "Exit status"])
+
+if failures:
+    print(f"{len(failures)} failure(s):")
+    for f in failures:
+        print(" -", f)
+    sys.exit(1)
+print("detour decode: all checks passed")
