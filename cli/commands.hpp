@@ -19,5 +19,6 @@ struct command {
 
 int run_cert(args a);  // cert.cpp
 int run_serve(args a); // serve.cpp
+int run_decode(args a); // decode.cpp
 
 } // namespace detour::cli
