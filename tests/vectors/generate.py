@@ -462,6 +462,24 @@ def write_ws():
     print(f"{len(W)} websocket vectors")
 
 
+# --- Responses (4 bytes: u16 match id, u16 action) ----------------------------------------------
+RESPONSES = {
+    "continue_match_7": u16(7) + u16(0),
+    "bypass_match_0": u16(0) + u16(1),
+    "block_match_65535": u16(0xFFFF) + u16(2),
+    "unknown_action_reads_block": u16(0x1234) + u16(0xBEEF),
+    "short_3_bytes": b"\x00\x07\x00",
+    "with_relay_bytes_after": u16(7) + u16(0) + b"EHLO example.com\r\n",
+}
+
+
+def write_responses():
+    d = CORPUS / "response"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, data in RESPONSES.items():
+        (d / name).write_bytes(data)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     names = set()
@@ -483,6 +501,7 @@ def main():
             (d / v.name).write_bytes(prefix + data)
     print(f"{len(V)} vectors")
     write_ws()
+    write_responses()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: MIT
+// fuzz/ppv2_roundtrip.cpp: PROXY v2 encoding against decoding (proxy-protocol.txt section 2.2).
+// 1. When the input decodes as a header, encoding its fields and TLVs gives the same bytes.
+// 2. The input also describes a header to build (command, family byte, addresses, TLVs, CRC32C
+//    on or off): the encoder either refuses it with one of its documented errors, or produces
+//    bytes that decode to exactly what was asked for; one byte less of buffer is refused.
+#include <detour/ppv2/decode.hpp>
+#include <detour/ppv2/encode.hpp>
+
+#include "property.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+using namespace detour;
+
+namespace {
+
+/// Reads the build description; runs out gracefully (zeros).
+struct reader {
+  std::span<const std::uint8_t> in;
+  std::size_t pos = 0;
+  std::uint8_t byte() { return pos < in.size() ? in[pos++] : 0; }
+  std::uint16_t u16() { return static_cast<std::uint16_t>(byte() << 8 | byte()); }
+  std::span<const std::uint8_t> bytes(std::size_t n) {
+    n = std::min(n, in.size() - std::min(pos, in.size()));
+    const auto s = in.subspan(std::min(pos, in.size()), n);
+    pos += n;
+    return s;
+  }
+};
+
+bool documented_refusal(errc e) {
+  switch (e) {
+  case errc::bad_family:
+  case errc::bad_transport:
+  case errc::bad_command:
+  case errc::address_family_mismatch:
+  case errc::tlv_value_too_long:
+  case errc::header_length_overflow:
+  case errc::tlv_duplicate:
+  case errc::tlv_bad_size:
+  case errc::tlv_truncated:
+  case errc::unique_id_too_long:
+  case errc::crc32c_mismatch:
+    return true;
+  default:
+    return false;
+  }
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::span<const std::uint8_t> input(data, size);
+
+  // 1. decode -> encode: the same bytes.
+  const auto d = ppv2::decode(input, {ppv2::max_size});
+  if (d.complete()) {
+    std::vector<ppv2::tlv> tlvs;
+    for (const auto t : d.value.tlvs()) tlvs.emplace_back(t.type, t.value);
+    std::vector<std::uint8_t> again;
+    const auto e = ppv2::encode_append(ppv2::fields_of(d.value), tlvs, again);
+    DETOUR_FUZZ_CHECK(e.ok());
+    DETOUR_FUZZ_CHECK(std::equal(again.begin(), again.end(), input.begin(),
+                                 input.begin() + static_cast<std::ptrdiff_t>(d.consumed)));
+    DETOUR_FUZZ_CHECK(again.size() == d.consumed);
+  }
+
+  // 2. build -> encode -> decode: what was asked for, or a documented refusal.
+  reader r{input};
+  ppv2::header_fields f;
+  f.command = static_cast<ppv2::command>(r.byte() % 3);
+  const std::uint8_t fam = r.byte();
+  f.family = static_cast<ppv2::address_family>(fam >> 4);
+  f.transport = static_cast<ppv2::transport>(fam & 0xF);
+  const std::uint8_t kinds = r.byte();
+  const auto ip = [&](bool v6) {
+    const auto b = r.bytes(v6 ? 16 : 4);
+    std::array<std::uint8_t, 16> a{};
+    std::copy(b.begin(), b.end(), a.begin());
+    return v6 ? ip_address::v6(a) : ip_address::v4(std::span<const std::uint8_t, 4>(a.data(), 4));
+  };
+  f.source = {ip(kinds & 1), r.u16()};
+  f.destination = {ip(kinds & 2), r.u16()};
+  f.unix_source = r.bytes(r.byte() % 112);
+  f.unix_destination = r.bytes(r.byte() % 112);
+  const ppv2::encode_options opt{(kinds & 4) != 0};
+  std::vector<ppv2::tlv> tlvs;
+  for (std::uint8_t n = r.byte() % 8; n > 0; --n) {
+    const std::uint8_t type = r.byte();
+    std::size_t len = r.byte();
+    if (len == 0xFF) len = r.u16() + std::size_t{r.byte()} * 0x100; // sometimes over 65535
+    tlvs.emplace_back(type, r.bytes(len));
+  }
+
+  std::vector<std::uint8_t> out;
+  const auto e = ppv2::encode_append(f, tlvs, out, opt);
+  if (!e.ok()) {
+    DETOUR_FUZZ_CHECK(documented_refusal(e.error));
+    DETOUR_FUZZ_CHECK(out.empty());
+    return 0;
+  }
+  DETOUR_FUZZ_CHECK(out.size() == e.size);
+  const auto back = ppv2::decode(out, {ppv2::max_size});
+  DETOUR_FUZZ_CHECK(back.complete());
+  DETOUR_FUZZ_CHECK(back.consumed == out.size());
+  const auto& h = back.value;
+  DETOUR_FUZZ_CHECK(h.command == f.command && h.family == f.family && h.transport == f.transport);
+  if (f.family == ppv2::address_family::inet || f.family == ppv2::address_family::inet6) {
+    DETOUR_FUZZ_CHECK(h.source == f.source);
+    DETOUR_FUZZ_CHECK(h.destination == f.destination);
+  }
+  if (f.family == ppv2::address_family::unix_socket) {
+    DETOUR_FUZZ_CHECK(
+        std::equal(f.unix_source.begin(), f.unix_source.end(), h.unix_source().begin()));
+    DETOUR_FUZZ_CHECK(
+        std::all_of(h.unix_source().begin() + static_cast<std::ptrdiff_t>(f.unix_source.size()),
+                    h.unix_source().end(), [](std::uint8_t b) { return b == 0; }));
+  }
+  bool crc_given = false;
+  for (const auto& t : tlvs) crc_given = crc_given || t.type == 0x03;
+  std::size_t k = 0;
+  for (const auto t : h.tlvs()) {
+    if (opt.crc32c && !crc_given && k == 0 && t.type == 0x03) {
+      crc_given = true; // the one the encoder added first
+      continue;
+    }
+    DETOUR_FUZZ_CHECK(k < tlvs.size());
+    DETOUR_FUZZ_CHECK(t.type == tlvs[k].type);
+    if (!(opt.crc32c && t.type == 0x03)) // a computed CRC32C replaces the given value
+      DETOUR_FUZZ_CHECK(
+          std::equal(t.value.begin(), t.value.end(), tlvs[k].value.begin(), tlvs[k].value.end()));
+    ++k;
+  }
+  DETOUR_FUZZ_CHECK(k == tlvs.size());
+
+  // One byte less of buffer: refused, never truncated.
+  std::vector<std::uint8_t> small(out.size() - 1);
+  DETOUR_FUZZ_CHECK(ppv2::encode(f, tlvs, small, opt).error == errc::buffer_too_small);
+  return 0;
+}
