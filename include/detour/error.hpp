@@ -18,14 +18,15 @@ enum class errc : int {
   // --- PROXY protocol v2 header (proxy-protocol.txt section 2.2) ------------------------------
   /// §2.2: the first 12 bytes must be `0D 0A 0D 0A 00 0D 0A 51 55 49 54 0A`.
   bad_signature = 1,
-  /// §2.2: the high nibble of byte 13 (version) must be 0x2.
+  /// §2.2: the high nibble of the 13th byte (offset 12, version) must be 0x2.
   bad_version = 2,
-  /// §2.2: the low nibble of byte 13 (command) must be LOCAL 0x0 or PROXY 0x1.
+  /// §2.2: the low nibble of the 13th byte (offset 12, command) must be LOCAL 0x0 or PROXY 0x1.
   bad_command = 3,
-  /// §2.2: the high nibble of byte 14 must be AF_UNSPEC, AF_INET, AF_INET6 or AF_UNIX.
+  /// §2.2: the high nibble of the 14th byte (offset 13) must be AF_UNSPEC, AF_INET, AF_INET6
+  /// or AF_UNIX.
   bad_family = 4,
-  /// §2.2: the low nibble of byte 14 must be UNSPEC, STREAM or DGRAM, and UNSPEC exactly when
-  /// the family is AF_UNSPEC (the listed bytes 00, 11, 12, 21, 22, 31, 32).
+  /// §2.2: the low nibble of the 14th byte (offset 13) must be UNSPEC, STREAM or DGRAM, and
+  /// UNSPEC exactly when the family is AF_UNSPEC (the listed bytes 00, 11, 12, 21, 22, 31, 32).
   bad_transport = 5,
   /// §2.2: the length field must cover the family's address block (12, 36 or 216 bytes).
   address_block_too_short = 6,
@@ -57,7 +58,7 @@ enum class errc : int {
   address_family_mismatch = 16,
 
   // --- Detour stream headers (g3proxy stream detour) ------------------------------------------
-  /// Detour: stream headers carry the PROXY command (byte 13 is 0x21).
+  /// Detour: stream headers carry the PROXY command (the 13th byte is 0x21).
   not_proxy_command = 17,
   /// Detour: stream headers carry TCP over IPv4 (0x11) or TCP over IPv6 (0x21).
   not_tcp = 18,

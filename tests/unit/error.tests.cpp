@@ -7,6 +7,8 @@
 #include <catch2/catch_test_macros.hpp>
 
 #include <cctype>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <system_error>
@@ -60,4 +62,17 @@ TEST_CASE("errc values are stable", "[error]") {
   CHECK(static_cast<int>(errc::ws_line_not_terminated) == 24);
   CHECK(static_cast<int>(errc::unexpected_eof) == 31);
   CHECK(static_cast<int>(errc::peer_closed_early) == 37);
+}
+
+TEST_CASE("docs/errors.md documents every errc with its value", "[error][docs]") {
+  std::ifstream in(std::string(DETOUR_SOURCE_DIR) + "/docs/errors.md");
+  REQUIRE(in);
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (int i = 1; i <= last_known; ++i) {
+    const auto e = static_cast<errc>(i);
+    const std::string row = "| " + std::to_string(i) + " | `" + std::string(errc_name(e)) + "` | " +
+                            make_error_code(e).message() + " |";
+    INFO(row);
+    CHECK(doc.find(row) != std::string::npos);
+  }
 }
