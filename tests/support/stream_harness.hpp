@@ -82,8 +82,12 @@ struct reader {
     }
     return progress;
   }
+  /// The stream's receive side is over: finished and drained, reset, or (for streams that
+  /// report it, like io::pipe_end) abandoned by this side.
   template <readable_stream S>
   bool ended(S& s) {
+    if constexpr (requires { s.read_stopped(); })
+      if (s.read_stopped()) return true;
     return s.receive_reset() || (s.at_eof() && s.readable().empty());
   }
 };

@@ -97,13 +97,15 @@ public:
   /// Call again after any event on either stream. Returns the state afterwards.
   relay_state step() {
     while (state_ == relay_state::running) {
-      if (const auto code = sink_->send_stopped()) {
-        on_sink_stopped(*code);
-        break;
-      }
+      // A reset source first: it means lost data, whereas STOP_SENDING alone is how g3proxy
+      // ends a task normally; a peer abandoning a stream sends both.
       if (const auto code = source_->receive_reset()) {
         sink_->reset_write(*code);
         finish(relay_state::reset, *code);
+        break;
+      }
+      if (const auto code = sink_->send_stopped()) {
+        on_sink_stopped(*code);
         break;
       }
       if (pending_ != 0 || replacing_) {
