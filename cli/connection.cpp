@@ -46,10 +46,6 @@ int on_stream_reset(ngtcp2_conn*, std::int64_t id, std::uint64_t, std::uint64_t 
   return self(ud).cb_stream_reset(id, code);
 }
 
-int on_stream_stop_sending(ngtcp2_conn*, std::int64_t id, std::uint64_t code, void* ud, void*) {
-  return self(ud).cb_stream_stop_sending(id, code);
-}
-
 int on_acked_stream_data_offset(ngtcp2_conn*, std::int64_t id, std::uint64_t, std::uint64_t len,
                                 void* ud, void*) {
   return self(ud).cb_acked_stream_data_offset(id, len);
@@ -97,7 +93,9 @@ constexpr ngtcp2_callbacks callbacks = [] {
   c.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
   c.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
   c.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
-  c.stream_stop_sending = on_stream_stop_sending;
+  // No stream_stop_sending: in ngtcp2 1.x it reports the STOP_SENDING *we* send. A received
+  // STOP_SENDING has no callback at all (ngtcp2 answers it with RESET_STREAM by itself); the
+  // stream learns of it on its next write or when it closes (quic_stream::on_write_shut).
   c.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
   return c;
 }();
@@ -299,13 +297,6 @@ int connection::cb_stream_reset(std::int64_t id, app_code code) {
   return 0;
 }
 
-int connection::cb_stream_stop_sending(std::int64_t id, app_code code) {
-  if (const auto it = streams_.find(id); it != streams_.end()) {
-    it->second.stream->on_stop_sending(code);
-  }
-  return 0;
-}
-
 int connection::cb_acked_stream_data_offset(std::int64_t id, std::uint64_t len) {
   if (const auto it = streams_.find(id); it != streams_.end()) it->second.stream->on_acked(len);
   return 0;
@@ -409,8 +400,10 @@ void connection::write() {
     if (n < 0) {
       switch (n) {
       case NGTCP2_ERR_STREAM_DATA_BLOCKED: // flow control: wait for MAX_STREAM_DATA
-      case NGTCP2_ERR_STREAM_SHUT_WR:      // reset meanwhile
         s->on_write_blocked();
+        continue;
+      case NGTCP2_ERR_STREAM_SHUT_WR: // the client sent STOP_SENDING (ngtcp2 reset the stream)
+        s->on_write_shut();
         continue;
       case NGTCP2_ERR_WRITE_MORE: // the packet has room for more frames
         s->on_written(static_cast<std::size_t>(accepted),

@@ -81,7 +81,6 @@ public:
   int cb_stream_open(std::int64_t id);
   int cb_stream_close(std::uint32_t flags, std::int64_t id, app_code code);
   int cb_stream_reset(std::int64_t id, app_code code);
-  int cb_stream_stop_sending(std::int64_t id, app_code code);
   int cb_acked_stream_data_offset(std::int64_t id, std::uint64_t len);
   int cb_extend_max_stream_data(std::int64_t id);
   int cb_get_new_connection_id(ngtcp2_cid* cid, std::uint8_t* token, std::size_t len);

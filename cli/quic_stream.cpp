@@ -148,8 +148,10 @@ void quic_stream::on_reset(app_code code) {
   owner_->on_stream_event(*this);
 }
 
-void quic_stream::on_stop_sending(app_code code) {
-  if (!stop_sending_received_) stop_sending_received_ = code;
+void quic_stream::on_write_shut() {
+  write_blocked_ = true;
+  if (write_reset_ || stop_sending_received_) return;
+  stop_sending_received_ = 0;
   owner_->on_stream_event(*this);
 }
 
@@ -170,6 +172,10 @@ void quic_stream::on_closed(std::optional<app_code> code) {
   return_rx_credit();
   closed_ = true;
   close_code_ = code;
+  const bool send_done = fin_sent_ && tx_sent_ == tx_.size();
+  if (!write_reset_ && !send_done && !stop_sending_received_) {
+    stop_sending_received_ = code.value_or(0); // the peer stopped our send side
+  }
   tx_.clear();
   tx_sent_ = 0;
   owner_->on_stream_event(*this);

@@ -117,14 +117,19 @@ public:
   void on_data(std::span<const std::uint8_t> data, bool fin);
   /// stream_reset: the peer abandoned its send side.
   void on_reset(app_code code);
-  /// stream_stop_sending: the peer will not read; ngtcp2 answers with RESET_STREAM itself.
-  void on_stop_sending(app_code code);
+  /// ngtcp2 refused to write (NGTCP2_ERR_STREAM_SHUT_WR) although we did not reset: the peer
+  /// sent STOP_SENDING, which ngtcp2 1.x answers with RESET_STREAM by itself and reports
+  /// through no callback. Its code is not known here; it is reported as 0 (g3proxy's only
+  /// value) until on_closed() brings the real one.
+  void on_write_shut();
   /// acked_stream_data_offset: the next |n| sent bytes were acknowledged.
   void on_acked(std::uint64_t n) noexcept;
   /// extend_max_stream_data: the peer gave more send credit.
   void on_send_credit();
   /// stream_close: ngtcp2 forgot the stream. Returns the connection credit of bytes still
   /// buffered, frees both buffers; nothing is passed to ngtcp2 for this stream afterwards.
+  /// A send side we neither finished nor reset was stopped by the peer: |code| is its
+  /// STOP_SENDING code.
   void on_closed(std::optional<app_code> code);
 
   // --- for the connection's write loop ---------------------------------------------------------

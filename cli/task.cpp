@@ -249,6 +249,16 @@ struct task_set::impl {
     case session_event::need_more:
       return true;
     case session_event::north_ready:
+      if (refusing) {
+        // Draining: no new task (south streams of running tasks are still welcome).
+        ctx.log.info("task.refused", {{"conn", ctx.conn_id},
+                                      {"stream", c.stream.id()},
+                                      {"match", c.session.match_id()},
+                                      {"reason", "shutting down"}});
+        reset_both(c, code_shutting_down);
+        c.final = true;
+        return false;
+      }
       answer(c, now);
       return false;
     case session_event::south_ready:
@@ -375,13 +385,7 @@ quic_stream& task_set::open_stream(ngtcp2_conn* conn, std::int64_t id, timestamp
   impl::stream_ctx* raw = c.get();
   m.streams[id] = std::move(c);
   ++m.counters.streams;
-  if (m.refusing) {
-    // Draining: no new task. The client sees the stream reset and tries elsewhere.
-    impl::reset_both(*raw, code_shutting_down);
-    raw->final = true;
-  } else {
-    m.header_deadlines.emplace_back(now + m.ctx.config.header_timeout, id);
-  }
+  m.header_deadlines.emplace_back(now + m.ctx.config.header_timeout, id);
   return raw->stream;
 }
 

@@ -55,9 +55,16 @@ server_process::server_process(std::vector<std::string> args) {
   if (!has_listen) args.insert(args.end(), {"--listen", "127.0.0.1:0"});
   if (!has_cert) args.insert(args.end(), {"--state-dir", state_.path.string()});
 
-  int err[2], out[2];
-  if (::pipe2(err, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
-    throw std::runtime_error("pipe2 failed");
+  // Files, not pipes: a server logging faster than the test reads must never block on a full
+  // pipe (that would stall it and fail the test for the wrong reason).
+  const auto err_path = (logs_.path / "stderr.log").string();
+  const auto out_path = (logs_.path / "stdout.log").string();
+  const int err_w = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const int out_w = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  err_fd_ = ::open(err_path.c_str(), O_RDONLY | O_CLOEXEC);
+  out_fd_ = ::open(out_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (err_w < 0 || out_w < 0 || err_fd_ < 0 || out_fd_ < 0) {
+    throw std::runtime_error("cannot create the server's log files");
   }
   const std::string bin = detour_binary();
   std::vector<std::string> argv_s{bin, "serve"};
@@ -69,8 +76,8 @@ server_process::server_process(std::vector<std::string> args) {
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
-    ::dup2(err[1], 2);
-    ::dup2(out[1], 1);
+    ::dup2(err_w, 2);
+    ::dup2(out_w, 1);
     // The test process may block signals (signal_watch); the server must start clean.
     sigset_t none;
     sigemptyset(&none);
@@ -78,12 +85,8 @@ server_process::server_process(std::vector<std::string> args) {
     ::execv(bin.c_str(), argv.data());
     ::_exit(127);
   }
-  ::close(err[1]);
-  ::close(out[1]);
-  err_fd_ = err[0];
-  out_fd_ = out[0];
-  ::fcntl(err_fd_, F_SETFL, O_NONBLOCK);
-  ::fcntl(out_fd_, F_SETFL, O_NONBLOCK);
+  ::close(err_w);
+  ::close(out_w);
 
   const auto line = wait_for_line({"server.listening"});
   if (!line) {
@@ -158,9 +161,18 @@ std::optional<std::string> server_process::wait_for_line(std::vector<std::string
       if (all) return ls[seen];
     }
     const timestamp now = monotonic_now();
-    if (now >= give_up || !running()) return std::nullopt;
-    pollfd p{err_fd_, POLLIN, 0};
-    ::poll(&p, 1, 20);
+    if (now >= give_up) return std::nullopt;
+    if (!running()) {
+      // One last look: the lines written just before the exit.
+      const auto& last = lines();
+      for (; seen < last.size(); ++seen) {
+        bool all = true;
+        for (const auto& n : needles) all = all && last[seen].find(n) != std::string::npos;
+        if (all) return last[seen];
+      }
+      return std::nullopt;
+    }
+    ::usleep(10'000);
   }
 }
 
@@ -181,11 +193,7 @@ bool server_process::running() {
 
 std::optional<int> server_process::wait_exit(timestamp timeout) {
   const timestamp give_up = monotonic_now() + timeout;
-  while (running() && monotonic_now() < give_up) {
-    drain_pipes();
-    pollfd p{err_fd_, POLLIN, 0};
-    ::poll(&p, 1, 20);
-  }
+  while (running() && monotonic_now() < give_up) ::usleep(10'000);
   drain_pipes();
   if (!status_ || !WIFEXITED(*status_)) return std::nullopt;
   return WEXITSTATUS(*status_);

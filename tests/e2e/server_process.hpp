@@ -67,6 +67,7 @@ private:
   void drain_pipes();
 
   temp_dir state_;
+  temp_dir logs_; // stderr.log and stdout.log of the server
   pid_t pid_ = -1;
   int err_fd_ = -1;
   int out_fd_ = -1;
