@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: MIT
+// cli/probe_load.cpp: the measuring modes of `detour probe`: load (many tasks, latency
+// percentiles, failures by kind), throughput (Gbit/s each way and client CPU) and handshakes
+// (new connections per second, each with a full handshake and one small task).
+#include "probe.hpp"
+#include "probe_report.hpp"
+
+#include <fmt/core.h>
+
+#include <sys/resource.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace detour::cli::probe {
+
+namespace {
+
+/// Results of many tasks.
+struct tally {
+  struct kind {
+    std::uint64_t count = 0;
+    std::string first; ///< the first failure's detail, as an example
+  };
+  std::uint64_t passed = 0;
+  std::uint64_t failed = 0;
+  std::map<failure, kind> failures;
+  std::vector<std::uint64_t> latencies;        ///< of passed tasks: open to close
+  std::vector<std::uint64_t> answer_latencies; ///< of answered tasks: open to the 4-byte answer
+  std::uint64_t north_bytes = 0;               ///< verified echo, client -> remote direction
+  std::uint64_t south_bytes = 0;               ///< verified echo, remote -> client direction
+  nanoseconds first_start = 0;
+  nanoseconds last_finish = 0;
+
+  void add(const task_result& r) {
+    if (r.ok()) {
+      ++passed;
+      latencies.push_back(r.latency());
+    } else {
+      ++failed;
+      auto& k = failures[r.error];
+      if (k.count++ == 0) k.first = r.detail;
+    }
+    if (r.answered > r.started) answer_latencies.push_back(r.answered - r.started);
+    north_bytes += r.north_echoed;
+    south_bytes += r.south_echoed;
+    if (r.started != 0 && (first_start == 0 || r.started < first_start)) first_start = r.started;
+    if (r.finished > last_finish) last_finish = r.finished;
+  }
+  std::uint64_t total() const noexcept { return passed + failed; }
+};
+
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  const auto secs = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return secs(u.ru_utime) + secs(u.ru_stime);
+}
+
+double gbits(std::uint64_t bytes, nanoseconds elapsed) {
+  return elapsed == 0 ? 0.0 : static_cast<double>(bytes) * 8 / static_cast<double>(elapsed);
+}
+
+/// Keeps |concurrency| tasks in flight until |count| were submitted, then waits for them all.
+/// Returns false when the run's deadline cut it short (the rest failed with `deadline`).
+bool drive(probe_context& ctx, client_pool& pool, std::uint64_t count, std::uint64_t concurrency,
+           const std::function<task_plan(std::uint64_t)>& plan_for, tally& t) {
+  std::uint64_t submitted = 0;
+  std::function<void()> submit_one = [&] {
+    const std::uint64_t index = submitted++;
+    pool.submit(plan_for(index), [&](const task_result& r) {
+      t.add(r);
+      if (submitted < count) submit_one();
+    });
+  };
+  while (submitted < std::min(count, concurrency)) submit_one();
+  const bool finished = pool.run_until([&] { return t.total() == count; }, ctx.deadline);
+  if (!finished) {
+    submitted = count; // nothing new from here
+    pool.shutdown("the run's deadline passed (--deadline)");
+  }
+  pool.shutdown("finished");
+  return finished;
+}
+
+void print_failures(const tally& t) {
+  for (const auto& [f, k] : t.failures)
+    fmt::print("  failed      {:<20} {:>8}  first: {}\n", to_string(f), k.count, k.first);
+}
+
+void write_failures(json_writer& j, const tally& t) {
+  j.key("failures").begin_object();
+  for (const auto& [f, k] : t.failures)
+    j.key(to_string(f)).begin_object().field("count", k.count).field("first", k.first).end_object();
+  j.end_object();
+}
+
+void write_pool(json_writer& j, const pool_stats& s) {
+  j.key("connections")
+      .begin_object()
+      .field("opened", s.connections_opened)
+      .field("handshakes", s.handshakes)
+      .field("resumed", s.resumed)
+      .field("connect_failures", s.connect_failures)
+      .field("closed_by_server", s.closed_by_server)
+      .field("idle_timeouts", s.idle_timeouts)
+      .field("finished_closes", s.finished_closes)
+      .end_object();
+}
+
+std::string verdict(bool ok) {
+  return ok ? "PASS" : "FAIL";
+}
+
+} // namespace
+
+int run_load(probe_context& ctx) {
+  const probe_options& o = ctx.options;
+  client_pool pool(ctx.loop, ctx.tls, o.pool, ctx.log);
+  const std::uint64_t bytes = o.bytes;
+  if (!o.json) {
+    fmt::print("load: {} {} tasks against {} (concurrency {}, {} each way, {} connections x {} "
+               "tasks)\n",
+               o.tasks, o.protocol, o.pool.quic.server.to_string(), o.concurrency,
+               human_bytes(bytes), o.pool.connections, o.pool.reuse_limit);
+    std::fflush(stdout);
+  }
+  tally t;
+  const double cpu0 = cpu_seconds();
+  const bool in_time = drive(
+      ctx, pool, o.tasks, o.concurrency,
+      [&](std::uint64_t i) { return protocol_plan(o, o.protocol, i, bytes); }, t);
+  const double cpu = cpu_seconds() - cpu0;
+  const nanoseconds elapsed = t.last_finish > t.first_start ? t.last_finish - t.first_start : 0;
+  const latency_summary lat = summarize(t.latencies);
+  const latency_summary ans = summarize(t.answer_latencies);
+  const double rate =
+      elapsed ? static_cast<double>(t.passed) * 1e9 / static_cast<double>(elapsed) : 0;
+  const bool ok = in_time && t.failed == 0 && t.passed == o.tasks;
+  const pool_stats& ps = pool.stats();
+
+  if (o.json) {
+    json_writer j;
+    j.begin_object()
+        .field("mode", "load")
+        .field("server", o.pool.quic.server.to_string())
+        .field("protocol", o.protocol)
+        .field("tasks", o.tasks)
+        .field("concurrency", o.concurrency)
+        .field("bytes_each_way", bytes)
+        .field("passed", t.passed)
+        .field("failed", t.failed)
+        .field("elapsed_s", static_cast<double>(elapsed) / 1e9)
+        .field("tasks_per_s", rate);
+    j.key("latency");
+    write_latency(j, lat);
+    j.key("answer_latency");
+    write_latency(j, ans);
+    j.field("north_gbit_s", gbits(t.north_bytes, elapsed))
+        .field("south_gbit_s", gbits(t.south_bytes, elapsed))
+        .field("client_cpu_s", cpu);
+    write_pool(j, ps);
+    write_failures(j, t);
+    j.field("deadline_hit", !in_time).field("ok", ok).end_object();
+    fmt::print("{}\n", j.str());
+  } else {
+    fmt::print("  passed      {} / {}\n", t.passed, o.tasks);
+    fmt::print("  rate        {:.1f} tasks/s over {}\n", rate, human_duration(elapsed));
+    fmt::print("  latency     p50 {}  p99 {}  max {}\n", human_duration(lat.p50),
+               human_duration(lat.p99), human_duration(lat.max));
+    fmt::print("  answer      p50 {}  p99 {}  max {}  (open to the 4-byte answer)\n",
+               human_duration(ans.p50), human_duration(ans.p99), human_duration(ans.max));
+    fmt::print("  throughput  client->remote {:.3f} Gbit/s  remote->client {:.3f} Gbit/s "
+               "(verified echo)\n",
+               gbits(t.north_bytes, elapsed), gbits(t.south_bytes, elapsed));
+    fmt::print("  connections {} opened, {} handshakes ({} resumed), {} failed to connect, {} "
+               "closed by the server\n",
+               ps.connections_opened, ps.handshakes, ps.resumed, ps.connect_failures,
+               ps.closed_by_server);
+    fmt::print("  client cpu  {:.2f} s\n", cpu);
+    print_failures(t);
+    if (!in_time) fmt::print("  the run's deadline passed before all tasks ended\n");
+    fmt::print("result: {}\n", verdict(ok));
+  }
+  return ok ? exit_passed : exit_failed;
+}
+
+int run_throughput(probe_context& ctx) {
+  const probe_options& o = ctx.options;
+  pool_config pc = o.pool;
+  pc.connections = std::min<std::size_t>(pc.connections, o.streams);
+  client_pool pool(ctx.loop, ctx.tls, pc, ctx.log);
+  // Connect first, so that the handshake is not part of the measurement.
+  {
+    task_plan warm = protocol_plan(o, o.protocol, 0, 0);
+    tally w;
+    if (!o.json) {
+      fmt::print("throughput: {} task(s) x {} each way against {} ({} connection(s))\n", o.streams,
+                 human_bytes(o.bytes), o.pool.quic.server.to_string(), pc.connections);
+      std::fflush(stdout);
+    }
+    for (std::uint64_t i = 0; i < pc.connections; ++i)
+      pool.submit(protocol_plan(o, o.protocol, 1'000'000 + i, 0),
+                  [&](const task_result& r) { w.add(r); });
+    pool.run_until([&] { return w.total() == pc.connections; }, ctx.deadline);
+    if (w.failed > 0) {
+      const auto& [f, k] = *w.failures.begin();
+      if (o.json) {
+        json_writer j;
+        j.begin_object()
+            .field("mode", "throughput")
+            .field("ok", false)
+            .field("error", k.first)
+            .end_object();
+        fmt::print("{}\n", j.str());
+      } else {
+        fmt::print("  warm-up task failed ({}): {}\nresult: FAIL\n", to_string(f), k.first);
+      }
+      pool.shutdown("finished");
+      return exit_failed;
+    }
+  }
+  tally t;
+  const double cpu0 = cpu_seconds();
+  const nanoseconds t0 = monotonic_now();
+  for (std::uint64_t i = 0; i < o.streams; ++i) {
+    task_plan p = protocol_plan(o, o.protocol, i, o.bytes);
+    p.remote_speaks_first = false; // both directions at once, whatever the protocol
+    pool.submit(std::move(p), [&](const task_result& r) { t.add(r); });
+  }
+  const bool in_time = pool.run_until([&] { return t.total() == o.streams; }, ctx.deadline);
+  const nanoseconds elapsed = monotonic_now() - t0;
+  const double cpu = cpu_seconds() - cpu0;
+  if (!in_time) pool.shutdown("the run's deadline passed (--deadline)");
+  pool.shutdown("finished");
+  const bool ok = in_time && t.failed == 0;
+  const double north = gbits(t.north_bytes, elapsed), south = gbits(t.south_bytes, elapsed);
+  if (o.json) {
+    json_writer j;
+    j.begin_object()
+        .field("mode", "throughput")
+        .field("server", o.pool.quic.server.to_string())
+        .field("streams", o.streams)
+        .field("bytes_each_way", o.bytes)
+        .field("elapsed_s", static_cast<double>(elapsed) / 1e9)
+        .field("north_gbit_s", north)
+        .field("south_gbit_s", south)
+        .field("client_cpu_s", cpu)
+        .field("passed", t.passed)
+        .field("failed", t.failed);
+    write_failures(j, t);
+    j.field("ok", ok).end_object();
+    fmt::print("{}\n", j.str());
+  } else {
+    fmt::print("  client->remote  {:.3f} Gbit/s ({} verified)\n", north,
+               human_bytes(t.north_bytes));
+    fmt::print("  remote->client  {:.3f} Gbit/s ({} verified)\n", south,
+               human_bytes(t.south_bytes));
+    fmt::print("  elapsed         {}\n", human_duration(elapsed));
+    fmt::print("  client cpu      {:.2f} s ({:.0f}% of one core)\n", cpu,
+               elapsed ? cpu * 1e11 / static_cast<double>(elapsed) : 0.0);
+    print_failures(t);
+    fmt::print("result: {}\n", verdict(ok));
+  }
+  return ok ? exit_passed : exit_failed;
+}
+
+int run_handshakes(probe_context& ctx) {
+  const probe_options& o = ctx.options;
+  pool_config pc = o.pool;
+  pc.connections = o.concurrency; // one task per connection, `concurrency` at once
+  pc.reuse_limit = 1;
+  client_pool pool(ctx.loop, ctx.tls, pc, ctx.log);
+  if (!o.json) {
+    fmt::print("handshakes: {} connections, {} at once, one {} task of {} each way each, against "
+               "{}\n",
+               o.tasks, o.concurrency, o.protocol, human_bytes(o.bytes),
+               o.pool.quic.server.to_string());
+    std::fflush(stdout);
+  }
+  tally t;
+  const double cpu0 = cpu_seconds();
+  const nanoseconds t0 = monotonic_now();
+  const bool in_time = drive(
+      ctx, pool, o.tasks, o.concurrency,
+      [&](std::uint64_t i) { return protocol_plan(o, o.protocol, i, o.bytes); }, t);
+  const nanoseconds elapsed = monotonic_now() - t0;
+  const double cpu = cpu_seconds() - cpu0;
+  pool_stats ps = pool.stats();
+  const latency_summary hs = summarize(ps.handshake_times);
+  const latency_summary lat = summarize(t.latencies);
+  const double rate =
+      elapsed ? static_cast<double>(ps.handshakes) * 1e9 / static_cast<double>(elapsed) : 0;
+  const bool ok = in_time && t.failed == 0 && ps.connect_failures == 0;
+  if (o.json) {
+    json_writer j;
+    j.begin_object()
+        .field("mode", "handshakes")
+        .field("server", o.pool.quic.server.to_string())
+        .field("connections", o.tasks)
+        .field("concurrency", o.concurrency)
+        .field("handshakes", ps.handshakes)
+        .field("resumed", ps.resumed)
+        .field("connections_per_s", rate)
+        .field("elapsed_s", static_cast<double>(elapsed) / 1e9)
+        .field("client_cpu_s", cpu);
+    j.key("handshake_latency");
+    write_latency(j, hs);
+    j.key("task_latency");
+    write_latency(j, lat);
+    j.field("passed", t.passed).field("failed", t.failed);
+    write_pool(j, ps);
+    write_failures(j, t);
+    j.field("ok", ok).end_object();
+    fmt::print("{}\n", j.str());
+  } else {
+    fmt::print("  handshakes  {} completed ({} resumed), {} failed\n", ps.handshakes, ps.resumed,
+               ps.connect_failures);
+    fmt::print("  rate        {:.1f} connections/s over {}\n", rate, human_duration(elapsed));
+    fmt::print("  handshake   p50 {}  p99 {}  max {}\n", human_duration(hs.p50),
+               human_duration(hs.p99), human_duration(hs.max));
+    fmt::print("  task        p50 {}  p99 {}  max {}  ({} passed)\n", human_duration(lat.p50),
+               human_duration(lat.p99), human_duration(lat.max), t.passed);
+    fmt::print("  client cpu  {:.2f} s\n", cpu);
+    print_failures(t);
+    if (!ps.last_connect_error.empty() && ps.connect_failures > 0)
+      fmt::print("  last connection failure: {}\n", ps.last_connect_error);
+    fmt::print("result: {}\n", verdict(ok));
+  }
+  return ok ? exit_passed : exit_failed;
+}
+
+} // namespace detour::cli::probe

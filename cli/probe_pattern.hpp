@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+// cli/probe_pattern.hpp: the relay bytes `detour probe` sends: a pseudo-random sequence that is
+// a pure function of a seed and the stream offset, so a pass-through server's echo can be
+// checked byte for byte without keeping a copy of what was sent.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+namespace detour::cli::probe {
+
+/// An endless byte sequence: byte `o` is byte `o % 8` (little-endian) of splitmix64 of word
+/// `o / 8`. Different seeds give unrelated sequences, so north and south data, or two tasks,
+/// can never be mistaken for one another.
+class pattern {
+public:
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+  explicit constexpr pattern(std::uint64_t seed) noexcept : seed_(seed) {}
+
+  /// The 8 bytes of word |index| as a little-endian number.
+  constexpr std::uint64_t word(std::uint64_t index) const noexcept {
+    // splitmix64 (Steele, Lea, Flood 2014): one multiply-xorshift round per word.
+    std::uint64_t z = seed_ + (index + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+
+  constexpr std::uint8_t at(std::uint64_t offset) const noexcept {
+    return static_cast<std::uint8_t>(word(offset / 8) >> (8 * (offset % 8)));
+  }
+
+  /// Writes the bytes from |offset| into |out|.
+  void fill(std::uint64_t offset, std::span<std::uint8_t> out) const noexcept {
+    std::size_t i = 0;
+    for (; i < out.size() && (offset + i) % 8 != 0; ++i) out[i] = at(offset + i);
+    for (; i + 8 <= out.size(); i += 8) {
+      const std::uint64_t w = little_endian(word((offset + i) / 8));
+      std::memcpy(out.data() + i, &w, 8);
+    }
+    for (; i < out.size(); ++i) out[i] = at(offset + i);
+  }
+
+  /// The index in |data| of the first byte that differs from the sequence at |offset|, or npos
+  /// when all match.
+  std::size_t mismatch(std::uint64_t offset, std::span<const std::uint8_t> data) const noexcept {
+    std::size_t i = 0;
+    for (; i < data.size() && (offset + i) % 8 != 0; ++i)
+      if (data[i] != at(offset + i)) return i;
+    for (; i + 8 <= data.size(); i += 8) {
+      const std::uint64_t w = little_endian(word((offset + i) / 8));
+      if (std::memcmp(data.data() + i, &w, 8) != 0) {
+        for (std::size_t j = i;; ++j)
+          if (data[j] != at(offset + j)) return j;
+      }
+    }
+    for (; i < data.size(); ++i)
+      if (data[i] != at(offset + i)) return i;
+    return npos;
+  }
+
+private:
+  static constexpr std::uint64_t little_endian(std::uint64_t v) noexcept {
+    if constexpr (std::endian::native == std::endian::little) {
+      return v;
+    } else {
+      std::uint64_t r = 0;
+      for (int k = 0; k < 8; ++k) r |= ((v >> (8 * k)) & 0xFF) << (8 * (7 - k));
+      return r;
+    }
+  }
+
+  std::uint64_t seed_;
+};
+
+} // namespace detour::cli::probe

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+// cli/probe_report.cpp: JSON writer, latency summaries and units (see probe_report.hpp).
+#include "probe_report.hpp"
+
+#include <detour/detail/utf8.hpp>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <span>
+
+namespace detour::cli::probe {
+
+std::string json_writer::quote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out.push_back('"');
+  const auto bytes =
+      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    const std::uint8_t c = bytes[i];
+    if (c >= 0x80) {
+      // Copy a valid multi-byte sequence whole; replace a stray byte with U+FFFD.
+      const auto rest = bytes.subspan(i);
+      const std::size_t bad = detour::detail::utf8_invalid_at(rest);
+      const std::size_t good = bad == detour::detail::utf8_valid ? rest.size() : bad;
+      std::size_t run = 0;
+      while (run < good && rest[run] >= 0x80) ++run;
+      if (run == 0) {
+        out += "\\ufffd";
+        ++i;
+      } else {
+        out.append(reinterpret_cast<const char*>(rest.data()), run);
+        i += run;
+      }
+      continue;
+    }
+    switch (c) {
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    default:
+      if (c < 0x20 || c == 0x7F) {
+        out += fmt::format("\\u{:04x}", c);
+      } else {
+        out.push_back(static_cast<char>(c));
+      }
+    }
+    ++i;
+  }
+  out.push_back('"');
+  return out;
+}
+
+void json_writer::separate() {
+  if (after_key_) {
+    after_key_ = false;
+    return;
+  }
+  if (!has_items_.empty()) {
+    if (has_items_.back()) out_.push_back(',');
+    has_items_.back() = true;
+  }
+}
+
+json_writer& json_writer::begin_object() {
+  separate();
+  out_.push_back('{');
+  has_items_.push_back(false);
+  return *this;
+}
+
+json_writer& json_writer::end_object() {
+  out_.push_back('}');
+  has_items_.pop_back();
+  return *this;
+}
+
+json_writer& json_writer::begin_array() {
+  separate();
+  out_.push_back('[');
+  has_items_.push_back(false);
+  return *this;
+}
+
+json_writer& json_writer::end_array() {
+  out_.push_back(']');
+  has_items_.pop_back();
+  return *this;
+}
+
+json_writer& json_writer::key(std::string_view k) {
+  separate();
+  out_ += quote(k);
+  out_.push_back(':');
+  after_key_ = true;
+  return *this;
+}
+
+json_writer& json_writer::value(std::string_view v) {
+  separate();
+  out_ += quote(v);
+  return *this;
+}
+
+json_writer& json_writer::value(std::uint64_t v) {
+  separate();
+  out_ += fmt::format("{}", v);
+  return *this;
+}
+
+json_writer& json_writer::value(std::int64_t v) {
+  separate();
+  out_ += fmt::format("{}", v);
+  return *this;
+}
+
+json_writer& json_writer::value(double v) {
+  separate();
+  // JSON has no NaN or infinity.
+  out_ += std::isfinite(v) ? fmt::format("{:.6g}", v) : std::string("null");
+  return *this;
+}
+
+json_writer& json_writer::value(bool v) {
+  separate();
+  out_ += v ? "true" : "false";
+  return *this;
+}
+
+json_writer& json_writer::null() {
+  separate();
+  out_ += "null";
+  return *this;
+}
+
+std::uint64_t percentile(const std::vector<std::uint64_t>& sorted, double p) noexcept {
+  if (sorted.empty()) return 0;
+  const auto n = static_cast<double>(sorted.size());
+  auto rank = static_cast<std::size_t>(std::ceil(p * n));
+  rank = std::clamp<std::size_t>(rank, 1, sorted.size());
+  return sorted[rank - 1];
+}
+
+latency_summary summarize(std::vector<std::uint64_t>& samples) {
+  latency_summary s;
+  if (samples.empty()) return s;
+  std::sort(samples.begin(), samples.end());
+  s.count = samples.size();
+  s.min = samples.front();
+  s.max = samples.back();
+  s.p50 = percentile(samples, 0.50);
+  s.p90 = percentile(samples, 0.90);
+  s.p99 = percentile(samples, 0.99);
+  s.mean = std::accumulate(samples.begin(), samples.end(), 0.0,
+                           [](double a, std::uint64_t b) { return a + static_cast<double>(b); }) /
+           static_cast<double>(samples.size());
+  return s;
+}
+
+std::string human_duration(std::uint64_t ns) {
+  const auto v = static_cast<double>(ns);
+  if (ns < 1'000'000) return fmt::format("{:.0f} us", v / 1e3);
+  if (ns < 1'000'000'000) return fmt::format("{:.3g} ms", v / 1e6);
+  return fmt::format("{:.3g} s", v / 1e9);
+}
+
+std::string human_bytes(std::uint64_t bytes) {
+  const auto v = static_cast<double>(bytes);
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  if (bytes < 1024 * 1024) return fmt::format("{:.4g} KiB", v / 1024);
+  if (bytes < 1024ULL * 1024 * 1024) return fmt::format("{:.4g} MiB", v / (1024 * 1024));
+  return fmt::format("{:.4g} GiB", v / (1024.0 * 1024 * 1024));
+}
+
+double to_ms(std::uint64_t ns) noexcept {
+  return std::round(static_cast<double>(ns) / 1e3) / 1e3;
+}
+
+void write_latency(json_writer& j, const latency_summary& s) {
+  j.begin_object()
+      .field("count", s.count)
+      .field("min_ms", to_ms(s.min))
+      .field("p50_ms", to_ms(s.p50))
+      .field("p90_ms", to_ms(s.p90))
+      .field("p99_ms", to_ms(s.p99))
+      .field("max_ms", to_ms(s.max))
+      .field("mean_ms", std::round(s.mean / 1e3) / 1e3)
+      .end_object();
+}
+
+} // namespace detour::cli::probe
