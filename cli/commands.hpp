@@ -20,5 +20,6 @@ struct command {
 int run_cert(args a);  // cert.cpp
 int run_serve(args a); // serve.cpp
 int run_decode(args a); // decode.cpp
+int run_probe(args a);  // probe.cpp
 
 } // namespace detour::cli
