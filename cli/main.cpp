@@ -21,6 +21,7 @@ int run_version(args) {
 constexpr std::array commands{
     command{"version", "print the version", run_version},
     command{"serve", "run the pass-through detour server for g3proxy", run_serve},
+    command{"probe", "test a detour server the way g3proxy uses it", run_probe},
     command{"cert", "make a CA, server and client certificates", run_cert},
     command{"decode", "decode a PROXY v2 / detour header from a byte dump", run_decode},
 };
