@@ -10,6 +10,7 @@
 #include <detour/request.hpp>
 #include <detour/response.hpp>
 #include <detour/result.hpp>
+#include <detour/websocket_payload.hpp>
 
 #include <algorithm>
 #include <array>
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 namespace detour {
@@ -26,6 +28,8 @@ struct session_options {
   /// Header size (default 4096), payload size (default 64 KiB) and the UTF-8 rule, as the
   /// request parser applies them. Together they bound the session's storage per stream.
   request_limits limits{};
+  /// Limits for the WebSocket summary a `websocket` task carries as its payload.
+  websocket_limits websocket{};
 };
 
 /// Where a session stands. `finished` and `failed` are final.
@@ -91,6 +95,11 @@ struct task_request {
   north_request request;                 ///< the header's typed fields
   std::span<const std::uint8_t> payload; ///< `request.payload_length` bytes (WebSocket summary)
   std::span<const std::uint8_t> header;  ///< the PROXY header as received
+  /// For a `websocket` task: the parsed summary (resource, host, origin, ...).
+  std::optional<websocket_payload> websocket;
+  /// For a `websocket` task whose payload does not parse: why (`errc{}` otherwise). Such a task
+  /// is still answered and relayed: what to do with it is the policy's decision.
+  errc websocket_error = {};
 };
 
 /// @brief The server-side state machine of one detour stream.
@@ -329,6 +338,16 @@ private:
     taken += take;
     if (size_ < total) return {taken, session_event::need_more};
     task_.payload = stored().subspan(header_size_);
+    if (task_.request.protocol == protocol_kind::websocket) {
+      const auto ws = parse_websocket_payload(
+          std::string_view(reinterpret_cast<const char*>(task_.payload.data()),
+                           task_.payload.size()),
+          options_.websocket);
+      if (ws.complete())
+        task_.websocket = ws.value;
+      else
+        task_.websocket_error = ws.error;
+    }
     state_ = session_state::decision;
     return {taken, session_event::north_ready};
   }

@@ -151,6 +151,10 @@ TEST_CASE("stream_session answers a north request and switches to relay after 'c
   CHECK(s.task().request.protocol == detour::protocol_kind::websocket);
   CHECK(s.task().request.upstream.host == "example.com");
   CHECK(std::string(s.task().payload.begin(), s.task().payload.end()) == payload);
+  REQUIRE(s.task().websocket);
+  CHECK(s.task().websocket->resource == "/chat");
+  CHECK(s.task().websocket->host() == std::optional<std::string_view>("example.com"));
+  CHECK(s.task().websocket_error == errc{});
   CHECK(s.task().header.size() == bytes.size() - payload.size());
   CHECK(s.match_id() == 513);
   CHECK(s.pending_output().empty());
@@ -172,6 +176,20 @@ TEST_CASE("stream_session answers a north request and switches to relay after 'c
   CHECK(s.feed(as_bytes("X")).event == session_event::relay);
   CHECK(s.feed(as_bytes("X")).consumed == 0);
   CHECK(s.decision() == action::proceed);
+}
+
+TEST_CASE("stream_session keeps a WebSocket payload that does not parse for the policy to judge",
+          "[session][north]") {
+  stream_session s;
+  const auto r = s.feed(north_bytes(task_spec{.protocol = "websocket", .payload = "no crlf"}));
+  CHECK(r.event == session_event::north_ready);
+  CHECK_FALSE(s.task().websocket);
+  CHECK(s.task().websocket_error == errc::ws_line_not_terminated);
+  // Other protocols' payloads are not interpreted.
+  stream_session smtp;
+  (void)smtp.feed(north_bytes(task_spec{.protocol = "smtp", .payload = "no crlf"}));
+  CHECK_FALSE(smtp.task().websocket);
+  CHECK(smtp.task().websocket_error == errc{});
 }
 
 TEST_CASE("stream_session reads a south hello and leaves the relay's bytes alone",
