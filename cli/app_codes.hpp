@@ -5,7 +5,6 @@
 #pragma once
 
 #include <detour/concepts.hpp>
-#include <detour/error.hpp>
 
 namespace detour::cli {
 
@@ -17,13 +16,8 @@ inline constexpr app_code code_internal_error = 0x1;
 /// The server is shutting down: a stream opened while it drains is refused.
 inline constexpr app_code code_shutting_down = 0x2;
 
-/// A stream ended because of a detour protocol error: 0x100 + the detour::errc value
-/// (error.hpp), e.g. 0x101 bad_signature, 0x126 header_timeout, 0x122 pairing_expired.
-inline constexpr app_code detour_error_base = 0x100;
-
-/// The code for a stream ended by |e|.
-constexpr app_code code_for(errc e) noexcept {
-  return detour_error_base + static_cast<app_code>(e);
-}
+// A stream the server ends because of a detour protocol error gets the library's code for
+// it: io::app_code_for(errc) = 0x100 + the errc value (io/server_stream.hpp), e.g. 0x101
+// bad_signature, 0x126 header_timeout, 0x122 pairing_expired.
 
 } // namespace detour::cli

@@ -1,17 +1,13 @@
 // SPDX-License-Identifier: MIT
-// cli/task.cpp: the detour tasks of one connection (see task.hpp). All protocol work is the
-// library's: stream_session reads headers and holds the answer, pairing_table pairs by match
-// id, io::relay echoes with back-pressure and propagates ends. This file only wires them to
-// QUIC streams, deadlines and log lines.
+// cli/task.cpp: the detour tasks of one connection (see task.hpp). The protocol work is the
+// library's io::server_connection (sessions, answers, pairing, echo relays, deadlines); this
+// file owns the QUIC stream objects, feeds it events and time, and writes the log lines.
 #include "task.hpp"
 
 #include "app_codes.hpp"
 
-#include <detour/io/relay.hpp>
-#include <detour/pairing.hpp>
-#include <detour/session.hpp>
+#include <detour/io/server_connection.hpp>
 
-#include <deque>
 #include <unordered_map>
 #include <vector>
 
@@ -19,356 +15,208 @@ namespace detour::cli {
 
 namespace {
 
-using echo_relay = io::relay<quic_stream, quic_stream>;
-using io::relay_state;
+using driver_set = io::server_connection<quic_stream, timestamp>;
+using io::stream_status;
 
-// How a task (or a stream without one) ended, for its log line.
-constexpr std::string_view how_finished = "finished";
+bool final(stream_status s) {
+  return s == stream_status::done || s == stream_status::failed;
+}
+
+// Errors that are the client's normal ways of ending or abandoning a stream: the task's log
+// line says how it ended; they are no protocol violation worth a warning.
+bool quiet_error(errc e) {
+  return e == errc::stream_reset || e == errc::partner_aborted;
+}
 
 } // namespace
 
 struct task_set::impl {
-  struct task;
-
-  // One client stream: its session until the header is through, then its relay.
-  struct stream_ctx {
-    stream_ctx(ngtcp2_conn* conn, std::int64_t id, impl& set)
-        : stream(conn, id, set.ctx.pool, set.ctx.config.send_buffer, set.ctx.listener),
-          session(set.session_opts) {}
-    quic_stream stream;
-    stream_session session;
-    std::optional<echo_relay> relay;
-    task* owner = nullptr;
-    timestamp opened = 0;
-    bool paired_in_table = false; // in the pairing table (until its relay ends)
-    bool final = false;           // nothing more to do on it
-    bool ready = false;           // stepped at the next step()
-  };
-
-  // A task: its north stream (which carries the request) and, after "continue", its south.
+  // What a task's log line needs, copied when the task is answered: the library reuses the
+  // stream's slot (and its request storage) once the stream is released.
   struct task {
-    stream_ctx* north = nullptr;
-    stream_ctx* south = nullptr;
+    std::string id;
+    std::string user;
+    std::string upstream;
+    std::string protocol;
     std::uint16_t match_id = 0;
+    action decision = action::proceed;
     timestamp started = 0;
-    std::string how; // set when it failed; "finished" otherwise
-    bool logged = false;
+    std::optional<std::int64_t> north; // QUIC stream ids while the streams are tracked
+    std::optional<std::int64_t> south;
+    driver_set::stream_id north_sid = 0; // the library's id of the north stream
+    bool north_final = false;
+    bool south_final = false;
+    std::uint64_t client_bytes = 0; // echoed on north
+    std::uint64_t remote_bytes = 0; // echoed on south
+    std::string how;                // the first abnormal end, if any
   };
 
-  explicit impl(const context& c)
-      : ctx(c), pairing(default_pairing_capacity, c.config.pair_timeout) {
-    session_opts.limits.header.max_header_size = c.config.max_header_size;
-    session_opts.limits.max_payload_length = static_cast<std::uint32_t>(c.config.max_payload_size);
-    relay_opts.window = 64 * 1024;
+  struct stream_entry {
+    stream_entry(ngtcp2_conn* conn, std::int64_t id, impl& m)
+        : stream(conn, id, m.ctx.pool, m.ctx.config.send_buffer, m.ctx.listener) {}
+    quic_stream stream;
+    std::optional<driver_set::stream_id> sid; // the library's id, until released
+    task* owner = nullptr;
+    bool final_seen = false;
+    bool ready = false;
+  };
+
+  explicit impl(const context& c) : ctx(c) {
+    io::server_options<timestamp> o;
+    o.stream.session.limits.header.max_header_size = c.config.max_header_size;
+    o.stream.session.limits.max_payload_length =
+        static_cast<std::uint32_t>(c.config.max_payload_size);
+    o.max_streams = static_cast<std::size_t>(c.config.max_streams);
+    o.header_timeout = c.config.header_timeout;
+    drivers = std::make_unique<driver_set>(c.config.pair_timeout, o);
   }
 
   context ctx;
-  session_options session_opts;
-  io::relay_options relay_opts;
-  pairing_table<stream_ctx*, timestamp> pairing;
-  std::unordered_map<std::int64_t, std::unique_ptr<stream_ctx>> streams;
+  std::unique_ptr<driver_set> drivers;
+  std::unordered_map<std::int64_t, std::unique_ptr<stream_entry>> streams;
   std::unordered_map<task*, std::unique_ptr<task>> tasks;
-  // Streams still reading their header, in opening order: with one timeout for all, the
-  // front has the earliest deadline.
-  std::deque<std::pair<timestamp, std::int64_t>> header_deadlines;
+  // Tasks by their north stream's library id: how a south stream finds its task. The library
+  // keeps that id for the north until its south is done with it, even after QUIC closed it.
+  std::unordered_map<driver_set::stream_id, task*> by_north;
   std::vector<std::int64_t> ready;
   task_counters counters;
   bool refusing = false;
   bool closed = false;
 
-  // --- helpers -----------------------------------------------------------------------------------
-
-  stream_ctx* find(std::int64_t id) {
+  stream_entry* find(std::int64_t id) {
     const auto it = streams.find(id);
     return it == streams.end() ? nullptr : it->second.get();
   }
 
-  void log_stream_error(stream_ctx& c, errc e, std::uint64_t offset) {
+  // --- after every call into the drivers: see what changed --------------------------------------
+
+  // Looks at a stream and at its partner after the library moved them.
+  void sync_pair(stream_entry& e, timestamp now) {
+    sync(e, now);
+    if (!e.sid) return;
+    if (const auto p = drivers->partner(*e.sid)) {
+      for (auto& [id, other] : streams) {
+        if (other->sid == p) {
+          sync(*other, now);
+          break;
+        }
+      }
+    }
+  }
+
+  void sync(stream_entry& e, timestamp now) {
+    if (!e.sid || e.final_seen) return;
+    const auto sid = *e.sid;
+    const auto& d = drivers->stream(sid);
+    // A south stream joins its task once the library paired it with the north.
+    if (!e.owner && d.kind() == stream_kind::south) {
+      if (const auto p = drivers->partner(sid)) {
+        if (const auto it = by_north.find(*p); it != by_north.end()) {
+          e.owner = it->second;
+          e.owner->south = e.stream.id();
+        }
+      }
+    }
+    const stream_status st = drivers->status(sid);
+    if (!final(st)) return;
+    e.final_seen = true;
+    counters.bytes_in += d.bytes_in();
+    counters.bytes_out += d.bytes_out();
+    if (st == stream_status::failed && !quiet_error(d.error())) log_stream_error(e, d.error());
+    if (task* t = e.owner) {
+      const bool north = d.kind() == stream_kind::north;
+      (north ? t->north_final : t->south_final) = true;
+      (north ? t->client_bytes : t->remote_bytes) = d.bytes_in();
+      if (st == stream_status::failed && t->how.empty()) t->how = errc_name(d.error());
+      maybe_log(*t, now);
+    }
+  }
+
+  void log_stream_error(stream_entry& e, errc err) {
     ++counters.bad_streams;
-    const bool known = c.session.kind().has_value();
+    const auto& d = drivers->stream(*e.sid);
+    const bool known = d.kind().has_value();
     ctx.log.warn(
         "stream.error",
         {{"conn", ctx.conn_id},
-         {"stream", c.stream.id()},
-         {"match", known ? std::to_string(c.session.match_id()) : std::string("-")},
-         {"kind", known ? (c.session.kind() == stream_kind::north ? "north" : "south") : "unknown"},
-         {"error", errc_name(e)},
-         {"offset", offset},
-         {"code", code_for(e)}});
+         {"stream", e.stream.id()},
+         {"match", known ? std::to_string(d.match_id()) : std::string("-")},
+         {"kind", known ? (d.kind() == stream_kind::north ? "north" : "south") : "unknown"},
+         {"error", errc_name(err)},
+         {"offset", d.session().error_offset()},
+         {"code", io::app_code_for(err)}});
   }
 
-  // Ends a stream's both directions with |code| (RESET_STREAM + STOP_SENDING).
-  static void reset_both(stream_ctx& c, app_code code) {
-    if (c.relay && !c.relay->done()) {
-      c.relay->abort(code);
-    } else {
-      c.stream.stop_reading(code);
-      c.stream.reset_write(code);
+  // A task is over when its north is, and, after "continue", its south too (or when no south
+  // can come any more: the match id left the pairing table, or the north failed).
+  void maybe_log(task& t, timestamp now) {
+    if (!t.north_final) return;
+    if (t.decision == action::proceed && t.how.empty() && !t.south_final) {
+      if (t.south) return;
+      const auto e = drivers->pairing().find(t.match_id);
+      if (e && e->north) return; // still waiting for its south
+      t.how = errc_name(errc::pairing_expired);
     }
+    log_task(t, t.how.empty() ? std::string_view("finished") : std::string_view(t.how), now);
   }
 
-  void leave_pairing(stream_ctx& c) {
-    if (!c.paired_in_table) return;
-    c.paired_in_table = false;
-    const stream_kind k = c.session.kind().value_or(stream_kind::north);
-    (void)pairing.remove(k, c.session.match_id());
-  }
-
-  // A stream failed: protocol error, timeout, expiry. Resets it with the error's code.
-  void fail(stream_ctx& c, errc e, std::uint64_t offset, bool log_it) {
-    if (c.final) return;
-    if (log_it) log_stream_error(c, e, offset);
-    c.session.fail(e, offset);
-    reset_both(c, code_for(e));
-    c.final = true;
-    leave_pairing(c);
-    if (c.owner) task_half_failed(*c.owner, c, std::string(errc_name(e)));
-  }
-
-  // One half of a task ended abnormally: the task is broken, the other half goes too.
-  void task_half_failed(task& t, stream_ctx& c, std::string how) {
-    if (t.how.empty()) t.how = std::move(how);
-    stream_ctx* other = &c == t.north ? t.south : t.north;
-    if (other && !other->final) {
-      reset_both(*other, code_for(errc::partner_aborted));
-      other->final = true;
-      leave_pairing(*other);
-    }
-    maybe_log_task(t);
-  }
-
-  bool half_done(const stream_ctx* c) const { return c == nullptr || c->final; }
-
-  void maybe_log_task(task& t) {
-    if (t.logged) return;
-    const bool failed = !t.how.empty();
-    const bool continued = t.north->session.decision() == action::proceed;
-    // A task is over when its north is; a continued one also needs its south (still on its way
-    // when the north ends first, say with no client bytes at all), unless it failed.
-    if (!half_done(t.north)) return;
-    if (continued && !failed && (!t.south || !t.south->final)) return;
-    log_task(t, failed ? std::string_view(t.how) : how_finished);
-  }
-
-  void log_task(task& t, std::string_view how) {
-    if (t.logged) return;
-    t.logged = true;
-    const task_request& r = t.north->session.task();
-    const auto id = to_text(r.request.task_id);
-    const auto d = t.north->session.decision();
-    const std::uint64_t client_bytes = t.north->relay ? t.north->relay->bytes_in() : 0;
-    const std::uint64_t remote_bytes = t.south && t.south->relay ? t.south->relay->bytes_in() : 0;
+  void log_task(task& t, std::string_view how, timestamp now) {
     ctx.log.info("task.end", {{"conn", ctx.conn_id},
-                              {"task", id.view()},
+                              {"task", t.id},
                               {"match", t.match_id},
-                              {"user", r.request.username.value_or("-")},
-                              {"upstream", r.request.upstream.text},
-                              {"protocol", r.request.protocol_name},
-                              {"action", d ? to_string(*d) : std::string_view("-")},
-                              {"client_bytes", client_bytes},
-                              {"remote_bytes", remote_bytes},
-                              {"ms", (monotonic_now() - t.started) / nanoseconds_per_millisecond},
+                              {"user", t.user},
+                              {"upstream", t.upstream},
+                              {"protocol", t.protocol},
+                              {"action", to_string(t.decision)},
+                              {"client_bytes", t.client_bytes},
+                              {"remote_bytes", t.remote_bytes},
+                              {"ms", (now - t.started) / nanoseconds_per_millisecond},
                               {"how", how}});
-    release_task(t);
-  }
-
-  // The task is logged: its streams no longer need it, and go once ngtcp2 closed them.
-  void release_task(task& t) {
-    std::vector<std::int64_t> closed_ids;
-    for (stream_ctx* c : {t.north, t.south}) {
-      if (!c) continue;
-      c->owner = nullptr;
-      leave_pairing(*c);
-      if (c->stream.closed()) closed_ids.push_back(c->stream.id());
+    for (auto& [id, e] : streams) {
+      if (e->owner == &t) e->owner = nullptr;
+    }
+    if (const auto it = by_north.find(t.north_sid); it != by_north.end() && it->second == &t) {
+      by_north.erase(it);
     }
     tasks.erase(&t);
-    for (auto id : closed_ids) free_if_done(id);
   }
 
-  void free_if_done(std::int64_t id) {
-    stream_ctx* c = find(id);
-    if (!c || !c->stream.closed() || c->owner) return;
-    counters.bytes_in += c->relay ? c->relay->bytes_in() : 0;
-    counters.bytes_out += c->relay ? c->relay->bytes_out() : 0;
-    leave_pairing(*c);
-    streams.erase(id);
-  }
+  // --- the library asks for a decision ----------------------------------------------------------
 
-  // --- the steps of one stream -----------------------------------------------------------------
+  void answer(stream_entry& e, timestamp now) {
+    const auto sid = *e.sid;
+    const auto& r = drivers->stream(sid).session().task().request;
+    // Draining: start no new relay. For a pass-through server "bypass" changes nothing for the
+    // traffic (g3proxy relays it itself) and fails no task; bypass and block stay as they are.
+    action a = ctx.config.decision;
+    if (refusing && a == action::proceed) a = action::bypass;
 
-  void step_stream(stream_ctx& c, timestamp now) {
-    if (c.final) return;
-    quic_stream& s = c.stream;
-    // Header and payload: the session copies what it needs, so credit goes back at once.
-    while (c.session.state() == session_state::header ||
-           c.session.state() == session_state::payload) {
-      if (s.receive_reset()) {
-        // The client abandoned the stream before its header was through: a quiet abort.
-        fail(c, errc::stream_reset, c.session.received(), false);
-        return;
-      }
-      const auto view = s.readable();
-      feed_result r;
-      if (view.empty()) {
-        if (!s.at_eof()) return; // wait for more
-        r = c.session.end_of_stream();
-      } else {
-        r = c.session.feed(view);
-        s.consume(r.consumed);
-      }
-      if (!on_session_event(c, r.event, now)) return;
-    }
-    if (c.session.state() == session_state::response) {
-      const auto out = c.session.pending_output();
-      c.session.output_written(s.write_some(out));
-      if (c.session.state() == session_state::response) return; // no room yet
-      if (c.session.state() == session_state::relay) start_north_relay(c, now);
-    }
-    if (c.session.state() == session_state::closing) {
-      // Bypass or block: nothing more is expected; drop input until the client's FIN.
-      const auto view = s.readable();
-      if (!view.empty()) s.consume(c.session.feed(view).consumed);
-      if (s.at_eof() && s.readable().empty()) (void)c.session.end_of_stream();
-      if (s.receive_reset() || s.send_stopped()) {
-        // g3proxy drops its receive side right after reading the answer: normal.
-        s.stop_reading(code_no_error);
-        finish_quietly(c);
-        return;
-      }
-    }
-    if (c.session.state() == session_state::finished) {
-      finish_quietly(c);
-      return;
-    }
-    if (c.relay) step_relay(c);
-  }
-
-  // Acts on a session event; returns whether to keep feeding.
-  bool on_session_event(stream_ctx& c, session_event e, timestamp now) {
-    switch (e) {
-    case session_event::need_more:
-      return true;
-    case session_event::north_ready:
-      if (refusing) {
-        // Draining: no new task (south streams of running tasks are still welcome).
-        ctx.log.info("task.refused", {{"conn", ctx.conn_id},
-                                      {"stream", c.stream.id()},
-                                      {"match", c.session.match_id()},
-                                      {"reason", "shutting down"}});
-        reset_both(c, code_shutting_down);
-        c.final = true;
-        return false;
-      }
-      answer(c, now);
-      return false;
-    case session_event::south_ready:
-      start_south(c);
-      return false;
-    case session_event::finished:
-      // An empty stream finished at once: g3proxy's quiet abort, or the empty south stream
-      // that follows bypass and block. Normal.
-      finish_quietly(c);
-      return false;
-    case session_event::error:
-      fail(c, c.session.error(), c.session.error_offset(), true);
-      return false;
-    default:
-      return false;
-    }
-  }
-
-  // A north request is complete: decide, create the task, queue the 4-byte answer.
-  void answer(stream_ctx& c, timestamp now) {
-    (void)c.session.decide(ctx.config.decision);
     auto t = std::make_unique<task>();
-    t->north = &c;
-    t->match_id = c.session.match_id();
-    t->started = c.opened;
-    c.owner = t.get();
+    t->id = std::string(to_text(r.task_id).view());
+    t->user = std::string(r.username.value_or("-"));
+    t->upstream = std::string(r.upstream.text);
+    t->protocol = std::string(r.protocol_name);
+    t->match_id = r.match_id;
+    t->decision = a;
+    t->started = now;
+    t->north = e.stream.id();
+    t->north_sid = sid;
+    e.owner = t.get();
+    by_north[sid] = t.get();
     tasks.emplace(t.get(), std::move(t));
     ++counters.tasks;
     ctx.log.debug("task.start", {{"conn", ctx.conn_id},
-                                 {"stream", c.stream.id()},
-                                 {"task", to_text(c.session.task().request.task_id).view()},
-                                 {"match", c.session.match_id()},
-                                 {"action", to_string(ctx.config.decision)}});
-    step_stream(c, now); // write the answer now if there is room
+                                 {"stream", e.stream.id()},
+                                 {"task", e.owner->id},
+                                 {"match", e.owner->match_id},
+                                 {"action", to_string(a)}});
+    (void)drivers->decide(sid, a, now);
   }
 
-  // "continue" was written: park the north for its south, and echo at once (client bytes may
-  // reach north before the south header arrives).
-  void start_north_relay(stream_ctx& c, timestamp now) {
-    const auto r = pairing.add(stream_kind::north, c.session.match_id(), &c, now);
-    if (r.status == pairing_status::rejected) {
-      fail(c, r.error, 0, true);
-      return;
-    }
-    c.paired_in_table = true;
-    if (r.status == pairing_status::paired) join(c, **r.partner);
-    c.relay.emplace(c.stream, c.stream, stream_kind::north, relay_opts);
-  }
-
-  // A south hello is complete: pair it with its north (normally waiting already), then echo.
-  void start_south(stream_ctx& c) {
-    const auto r = pairing.add(stream_kind::south, c.session.match_id(), &c, monotonic_now());
-    if (r.status == pairing_status::rejected) {
-      fail(c, r.error, 0, true);
-      return;
-    }
-    c.paired_in_table = true;
-    if (r.status == pairing_status::paired) join(**r.partner, c);
-    c.relay.emplace(c.stream, c.stream, stream_kind::south, relay_opts);
-    step_relay(c);
-  }
-
-  // |north| and |south| belong to one task.
-  static void join(stream_ctx& north, stream_ctx& south) {
-    if (north.owner) {
-      north.owner->south = &south;
-      south.owner = north.owner;
-    }
-  }
-
-  void step_relay(stream_ctx& c) {
-    const relay_state st = c.relay->step();
-    if (st == relay_state::running) return;
-    c.final = true;
-    // A north that ended normally stays in the pairing table until its south came (or did not
-    // come in time): see maybe_log_task.
-    if (st != relay_state::finished && st != relay_state::stopped) leave_pairing(c);
-    if (!c.owner) {
-      leave_pairing(c);
-      return;
-    }
-    task& t = *c.owner;
-    switch (st) {
-    case relay_state::finished:
-      break;
-    case relay_state::stopped:
-      // STOP_SENDING 0 is how g3proxy ends a task normally (it drops one receive side); any
-      // other code is the client giving up on the task.
-      if (c.relay->code().value_or(0) != 0) {
-        task_half_failed(t, c, "stopped by client");
-        return;
-      }
-      break;
-    case relay_state::reset:
-      task_half_failed(t, c, "reset by client");
-      return;
-    default:
-      task_half_failed(t, c, "aborted");
-      return;
-    }
-    maybe_log_task(t);
-  }
-
-  // The stream ended without a task of its own: FIN our side too (its receive side ended and
-  // nothing was left to echo).
-  void finish_quietly(stream_ctx& c) {
-    if (c.final) return;
-    c.final = true;
-    if (!c.stream.send_stopped()) c.stream.close_write();
-    if (c.owner) maybe_log_task(*c.owner);
+  void step_entry(stream_entry& e, timestamp now) {
+    if (!e.sid) return;
+    if (drivers->step(*e.sid, now) == stream_status::decision && !e.owner) answer(e, now);
+    sync_pair(e, now);
   }
 };
 
@@ -380,20 +228,26 @@ task_set::~task_set() = default;
 
 quic_stream& task_set::open_stream(ngtcp2_conn* conn, std::int64_t id, timestamp now) {
   impl& m = *impl_;
-  auto c = std::make_unique<impl::stream_ctx>(conn, id, m);
-  c->opened = now;
-  impl::stream_ctx* raw = c.get();
-  m.streams[id] = std::move(c);
+  auto e = std::make_unique<impl::stream_entry>(conn, id, m);
+  impl::stream_entry& ref = *e;
+  m.streams[id] = std::move(e);
   ++m.counters.streams;
-  m.header_deadlines.emplace_back(now + m.ctx.config.header_timeout, id);
-  return raw->stream;
+  ref.sid = m.drivers->open(ref.stream, now);
+  if (!ref.sid) {
+    // More streams than the library tracks: cannot happen while MAX_STREAMS grants no more
+    // than --max-streams, which is the library's limit too.
+    ref.stream.stop_reading(io::app_code_for(errc::pairing_full));
+    ref.stream.reset_write(io::app_code_for(errc::pairing_full));
+    ref.final_seen = true;
+  }
+  return ref.stream;
 }
 
 void task_set::on_event(quic_stream& s) {
   impl& m = *impl_;
   if (m.closed) return;
-  if (auto* c = m.find(s.id()); c && !c->ready) {
-    c->ready = true;
+  if (auto* e = m.find(s.id()); e && !e->ready) {
+    e->ready = true;
     m.ready.push_back(s.id());
   }
 }
@@ -404,95 +258,94 @@ void task_set::step(timestamp now) {
   std::vector<std::int64_t> ready;
   ready.swap(m.ready);
   for (const auto id : ready) {
-    impl::stream_ctx* c = m.find(id);
-    if (!c) continue;
-    c->ready = false;
-    m.step_stream(*c, now);
+    impl::stream_entry* e = m.find(id);
+    if (!e) continue;
+    e->ready = false;
+    m.step_entry(*e, now);
   }
 }
 
 void task_set::on_closed(quic_stream& s, timestamp now) {
   impl& m = *impl_;
   if (m.closed) return;
-  impl::stream_ctx* c = m.find(s.id());
-  if (!c) return;
-  const std::int64_t id = s.id();
-  if (!c->final) {
-    // ngtcp2 is done with a stream we were not done with (both sides ended under us): let the
-    // machines see the ends once more, then consider it over.
-    m.step_stream(*c, now);
-    c = m.find(id); // stepping may have logged its task and freed it
-    if (c && !c->final) {
-      c->final = true;
-      m.leave_pairing(*c);
-      if (c->owner) m.task_half_failed(*c->owner, *c, "stream closed");
+  impl::stream_entry* e = m.find(s.id());
+  if (!e) return;
+  // One last step sees the ends ngtcp2 reported with the close; then the library lets go (a
+  // stream released before it ended counts as reset and aborts its partner).
+  m.step_entry(*e, now);
+  if (e->sid) {
+    const auto partner = m.drivers->partner(*e->sid);
+    if (!e->final_seen) {
+      m.drivers->release(*e->sid);
+      m.sync(*e, now);
+    } else {
+      m.drivers->release(*e->sid);
+    }
+    if (partner) {
+      for (auto& [id, other] : m.streams) {
+        if (other->sid == partner) {
+          m.sync(*other, now);
+          break;
+        }
+      }
     }
   }
-  m.free_if_done(id);
+  if (e->owner) {
+    impl::task& t = *e->owner;
+    if (t.north == s.id()) t.north.reset();
+    if (t.south == s.id()) t.south.reset();
+    e->owner = nullptr;
+  }
+  m.streams.erase(s.id());
 }
 
 std::optional<timestamp> task_set::next_deadline() const {
-  const impl& m = *impl_;
-  if (m.closed) return std::nullopt;
-  std::optional<timestamp> t = m.pairing.next_expiry();
-  if (!m.header_deadlines.empty() && (!t || m.header_deadlines.front().first < *t)) {
-    t = m.header_deadlines.front().first;
-  }
-  return t;
+  if (impl_->closed) return std::nullopt;
+  return impl_->drivers->next_expiry();
 }
 
 void task_set::on_deadline(timestamp now) {
   impl& m = *impl_;
   if (m.closed) return;
-  while (!m.header_deadlines.empty() && m.header_deadlines.front().first <= now) {
-    const auto id = m.header_deadlines.front().second;
-    m.header_deadlines.pop_front();
-    impl::stream_ctx* c = m.find(id);
-    if (!c || c->final) continue;
-    const auto st = c->session.state();
-    if (st == session_state::header || st == session_state::payload) {
-      // A slow or silent sender (a stream opened and never written, a trickled header).
-      m.fail(*c, errc::header_timeout, c->session.received(), true);
-    }
-  }
-  while (const auto e = m.pairing.pop_expired(now)) {
-    impl::stream_ctx* c = e->handle;
-    c->paired_in_table = false; // pop_expired removed it
-    if (!c->final) {
-      m.fail(*c, errc::pairing_expired, 0, true);
-    } else if (c->owner) {
-      // The north already ended normally, but its south never came.
-      m.log_stream_error(*c, errc::pairing_expired, 0);
-      c->owner->how = errc_name(errc::pairing_expired);
-      m.maybe_log_task(*c->owner);
-    }
-  }
+  const auto due = m.drivers->next_expiry();
+  if (!due || *due > now) return;
+  m.drivers->expire(now);
+  // Expiry fails streams anywhere on the connection (slow headers, lonely halves).
+  for (auto& [id, e] : m.streams) m.sync(*e, now);
+  // A north that ended normally and waited in vain for its south is logged now.
+  std::vector<impl::task*> waiting;
+  for (auto& [t, owned] : m.tasks) waiting.push_back(t);
+  for (impl::task* t : waiting) m.maybe_log(*t, now);
 }
 
 void task_set::refuse_new() noexcept {
   impl_->refusing = true;
 }
 
-void task_set::connection_closed(std::string_view reason, timestamp) {
+void task_set::connection_closed(std::string_view reason, timestamp now) {
   impl& m = *impl_;
   if (m.closed) return;
   m.closed = true;
+  for (auto& [id, e] : m.streams) m.sync(*e, now);
   std::vector<impl::task*> running;
   for (auto& [t, owned] : m.tasks) running.push_back(t);
   for (impl::task* t : running) {
-    // A bypassed or blocked task whose answer went out is complete: the client only had its
-    // FIN left to send.
-    const bool answered = t->north->session.state() == session_state::closing ||
-                          t->north->session.state() == session_state::finished;
-    m.log_task(*t, answered && t->how.empty() ? how_finished : reason);
+    // A bypassed or blocked task whose answer was written is complete: only the client's FIN
+    // was missing. Anything else was cut short by the connection's end (normal when g3proxy
+    // retires a connection right after its last task).
+    bool answered = t->decision != action::proceed && t->north_final;
+    if (t->decision != action::proceed && t->north) {
+      if (impl::stream_entry* n = m.find(*t->north); n && n->sid) {
+        answered =
+            answered || m.drivers->stream(*n->sid).session().state() == session_state::closing;
+      }
+    }
+    m.log_task(*t, answered || (t->north_final && t->south_final) ? "finished" : reason, now);
   }
-  for (auto& [id, c] : m.streams) {
-    m.counters.bytes_in += c->relay ? c->relay->bytes_in() : 0;
-    m.counters.bytes_out += c->relay ? c->relay->bytes_out() : 0;
-  }
+  // The drivers go first (they point at the streams); nothing here calls into ngtcp2.
+  m.drivers.reset();
   m.streams.clear();
   m.ready.clear();
-  m.header_deadlines.clear();
 }
 
 std::size_t task_set::active() const noexcept {
