@@ -600,11 +600,20 @@ case_report run_case(probe_context& ctx, client_pool& pool, const abuse_case& ac
   ac.script(e);
   if (e.judged.empty() && !e.dropped)
     for (const auto& w : e.watches()) e.judged.push_back(w.get());
-  // Watch the reaction: every judged stream ended (or answered, for `answer`) or the wait.
+  // Watch the reaction until every judged stream did what settles the case (ended; answered,
+  // for `answer`; anything, for `any`) or the wait is over.
   const auto settled = [&] {
     if (c.quic->closed()) return true;
     return std::all_of(e.judged.begin(), e.judged.end(), [&](stream_watch* w) {
-      return ac.expectation == expect::answer ? w->answered() || w->ended() : w->ended();
+      switch (ac.expectation) {
+      case expect::end:
+        return w->ended();
+      case expect::answer:
+        return w->answered() || w->ended();
+      case expect::any:
+        return w->any();
+      }
+      return true;
     });
   };
   if (!e.dropped) e.wait(settled, ctx.options.abuse_wait);
