@@ -24,12 +24,8 @@ struct ip_address {
 
   static constexpr ip_address v4(std::uint8_t a, std::uint8_t b, std::uint8_t c,
                                  std::uint8_t d) noexcept {
-    ip_address r;
-    r.octets[0] = a;
-    r.octets[1] = b;
-    r.octets[2] = c;
-    r.octets[3] = d;
-    return r;
+    // One aggregate initialization: compilers turn it into a few stores, not a memset.
+    return {ip_family::v4, {a, b, c, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}};
   }
   /// From 4 bytes in network order.
   static constexpr ip_address v4(std::span<const std::uint8_t, 4> bytes) noexcept {
@@ -37,10 +33,10 @@ struct ip_address {
   }
   /// From 16 bytes in network order.
   static constexpr ip_address v6(std::span<const std::uint8_t, 16> bytes) noexcept {
-    ip_address r;
-    r.family = ip_family::v6;
-    for (std::size_t i = 0; i < 16; ++i) r.octets[i] = bytes[i];
-    return r;
+    const auto& o = bytes;
+    return {ip_family::v6,
+            {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12], o[13],
+             o[14], o[15]}};
   }
 
   constexpr bool is_v4() const noexcept { return family == ip_family::v4; }

@@ -14,6 +14,7 @@
 #include <detour/ppv2/header.hpp>
 #include <detour/result.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -99,6 +100,16 @@ struct upstream_address {
   std::uint16_t port = 0;
 };
 
+namespace detail {
+/// The bytes a host name outside brackets may hold: not a control character, space, DEL, colon
+/// or bracket (bytes from 0x80 are allowed: the text is UTF-8).
+inline constexpr auto host_chars = [] {
+  std::array<bool, 256> t{};
+  for (unsigned c = 0x21; c < 0x100; ++c) t[c] = c != 0x7F && c != ':' && c != '[' && c != ']';
+  return t;
+}();
+} // namespace detail
+
 /// Splits "host:port". The host is a name or IPv4 address, or an IPv6 address in brackets (the
 /// bracketed part must be an IPv6 address); it is not empty and holds no control character,
 /// space, or (outside brackets) colon; the port is decimal 0-65535.
@@ -116,10 +127,8 @@ constexpr std::optional<upstream_address> parse_upstream(std::string_view text) 
     return upstream_address{text, host, *port};
   }
   if (host.empty()) return std::nullopt;
-  for (char c : host) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7F || c == ':' || c == '[' || c == ']') return std::nullopt;
-  }
+  for (char c : host)
+    if (!detail::host_chars[static_cast<unsigned char>(c)]) return std::nullopt;
   return upstream_address{text, host, *port};
 }
 
@@ -192,118 +201,178 @@ inline constexpr std::uint8_t north_required =
     detour_bit(ppv2::tlv_type::protocol) | detour_bit(ppv2::tlv_type::match_id) |
     detour_bit(ppv2::tlv_type::payload_length);
 
-/// The detour TLVs E0-E6 of a header, found in one walk.
+/// Where the detour TLVs E0-E6 of a header are, found in one walk: the offset of each TLV's
+/// type byte (0 when absent: no TLV starts before offset 16).
 struct detour_tlvs {
-  std::array<ppv2::tlv_view, 7> tlv{}; ///< by type - 0xE0
-  std::uint8_t present = 0;            ///< bit (type - 0xE0)
+  std::array<std::uint32_t, 7> at{};
+  std::uint8_t present = 0; ///< bit (type - 0xE0)
 
   constexpr bool has(ppv2::tlv_type t) const noexcept { return present & detour_bit(t); }
-  constexpr const ppv2::tlv_view& get(ppv2::tlv_type t) const noexcept {
-    return tlv[ppv2::to_byte(t) - detour_first];
+  constexpr std::size_t offset(ppv2::tlv_type t) const noexcept {
+    return at[ppv2::to_byte(t) - detour_first];
+  }
+  /// The value of a present TLV (the header was validated by ppv2::decode).
+  static constexpr std::span<const std::uint8_t> value_at(const ppv2::header_view& h,
+                                                          std::size_t at) noexcept {
+    const std::uint8_t* tlv = h.bytes.data() + at;
+    return {tlv + ppv2::tlv_head_size, load_be16(tlv + 1)};
+  }
+  constexpr std::span<const std::uint8_t> value(const ppv2::header_view& h,
+                                                ppv2::tlv_type t) const noexcept {
+    return value_at(h, offset(t));
   }
 };
 
-/// Checks the command and family, then walks the TLVs once: E0-E6 may appear once each, and
-/// E3, E5, E6 have fixed sizes (16, 2, 4).
-inline decode_result<detour_tlvs> scan_detour_tlvs(const ppv2::header_view& h) noexcept {
-  using result = decode_result<detour_tlvs>;
-  if (h.command != ppv2::command::proxy) return result::fail(errc::not_proxy_command, 12);
+/// A failure found by the detour checks (errc{} when none).
+struct failure {
+  errc error = {};
+  std::size_t offset = 0;
+};
+
+template <class T>
+constexpr void set_failure(decode_result<T>& out, failure f) noexcept {
+  out.status = decode_status::error;
+  out.error = f.error;
+  out.offset = f.offset;
+}
+
+/// Records the detour TLVs E0-E6 while something walks the TLVs (ppv2::decode's walk, or
+/// scan_detour_tlvs()): each may appear once, and E3, E5, E6 have fixed sizes (16, 2, 4). The
+/// first failure, in wire order, is kept; recording stops there.
+struct detour_scanner {
+  detour_tlvs tlvs;
+  failure first;
+
+  constexpr void operator()(std::uint8_t type, std::size_t pos, std::size_t len) noexcept {
+    if (type < detour_first || type > detour_last || first.error != errc{}) return;
+    const auto index = static_cast<std::size_t>(type - detour_first);
+    const auto bit = static_cast<std::uint8_t>(1u << index);
+    if (tlvs.present & bit) {
+      first = {errc::tlv_duplicate, pos};
+      return;
+    }
+    tlvs.present |= bit;
+    tlvs.at[index] = static_cast<std::uint32_t>(pos);
+    constexpr std::array<std::uint8_t, 7> fixed{0, 0, 0, 16, 0, 2, 4};
+    if (fixed[index] != 0 && len != fixed[index]) first = {errc::tlv_bad_size, pos};
+  }
+};
+
+/// Detour headers are PROXY over TCP4 or TCP6.
+constexpr failure check_tcp_proxy(const ppv2::header_view& h) noexcept {
+  if (h.command != ppv2::command::proxy) return {errc::not_proxy_command, 12};
   if ((h.family != ppv2::address_family::inet && h.family != ppv2::address_family::inet6) ||
       h.transport != ppv2::transport::stream)
-    return result::fail(errc::not_tcp, 13);
-  detour_tlvs d;
-  for (const ppv2::tlv_view t : h.tlvs()) {
-    if (t.type < detour_first || t.type > detour_last) continue;
-    const auto bit = static_cast<std::uint8_t>(1u << (t.type - detour_first));
-    if (d.present & bit) return result::fail(errc::tlv_duplicate, t.offset);
-    d.present |= bit;
-    d.tlv[t.type - detour_first] = t;
-    std::size_t fixed = 0;
-    switch (static_cast<ppv2::tlv_type>(t.type)) {
-    case ppv2::tlv_type::task_id:
-      fixed = 16;
-      break;
-    case ppv2::tlv_type::match_id:
-      fixed = 2;
-      break;
-    case ppv2::tlv_type::payload_length:
-      fixed = 4;
-      break;
-    default:
-      break;
-    }
-    if (fixed != 0 && t.value.size() != fixed) return result::fail(errc::tlv_bad_size, t.offset);
+    return {errc::not_tcp, 13};
+  return {};
+}
+
+/// Checks the command and family, then walks the TLVs of a decoded header with a scanner.
+constexpr failure scan_detour_tlvs(const ppv2::header_view& h, detour_tlvs& d) noexcept {
+  if (const auto f = check_tcp_proxy(h); f.error != errc{}) return f;
+  detour_scanner scanner;
+  const std::uint8_t* p = h.bytes.data();
+  const std::size_t end = h.bytes.size();
+  for (std::size_t pos = ppv2::fixed_size + h.address_block.size();
+       pos + ppv2::tlv_head_size <= end;) {
+    const std::size_t len = load_be16(p + pos + 1);
+    scanner(p[pos], pos, len);
+    pos += ppv2::tlv_head_size + len;
   }
-  return result::ok(d, h.size());
+  d = scanner.tlvs;
+  return scanner.first;
 }
 
-/// UTF-8 check of a text TLV: the offset of the bad byte in the header, or 0 when valid.
-constexpr std::size_t bad_utf8_offset(const ppv2::tlv_view& t) noexcept {
-  const std::size_t at = utf8_invalid_at(t.value);
-  return at == utf8_valid ? 0 : t.offset + ppv2::tlv_head_size + at;
+/// UTF-8 check of a text TLV at `at`: the offset of the bad byte in the header, or 0 when valid.
+constexpr std::size_t bad_utf8_offset(const ppv2::header_view& h, std::size_t at) noexcept {
+  const std::size_t bad = utf8_invalid_at(detour_tlvs::value_at(h, at));
+  return bad == utf8_valid ? 0 : at + ppv2::tlv_head_size + bad;
 }
 
-inline decode_result<north_request> build_north(const ppv2::header_view& h, const detour_tlvs& d,
-                                                const request_limits& limits) noexcept {
-  using result = decode_result<north_request>;
+inline std::string_view text_at(const ppv2::header_view& h, std::size_t at) noexcept {
+  return ppv2::as_text(detour_tlvs::value_at(h, at));
+}
+
+/// The north request of a scanned header, after the checks that follow the walk, in order.
+/// Sets `f` and returns an empty request on failure. Built as one aggregate: compilers then
+/// write it once instead of clearing it first.
+inline north_request read_north(const ppv2::header_view& h, const detour_tlvs& d,
+                                const request_limits& limits, failure& f) noexcept {
   using ppv2::tlv_type;
-  if ((d.present & north_required) != north_required)
-    return result::fail(errc::missing_required_tlv, h.size());
-  north_request r;
-  r.client = h.source;
-  r.proxy = h.destination;
-  r.header_size = h.size();
-
-  const auto& up = d.get(tlv_type::upstream);
-  if (limits.require_utf8)
-    if (const auto bad = bad_utf8_offset(up)) return result::fail(errc::text_not_utf8, bad);
-  const auto upstream = parse_upstream(up.text());
-  if (!upstream) return result::fail(errc::bad_upstream_address, up.offset);
-  r.upstream = *upstream;
-
-  if (d.has(tlv_type::username)) {
-    const auto& user = d.get(tlv_type::username);
-    if (limits.require_utf8)
-      if (const auto bad = bad_utf8_offset(user)) return result::fail(errc::text_not_utf8, bad);
-    r.username = user.text();
+  if ((d.present & north_required) != north_required) {
+    f = {errc::missing_required_tlv, h.size()};
+    return {};
   }
-
-  const auto& id = d.get(tlv_type::task_id);
-  for (std::size_t i = 0; i < 16; ++i) r.task_id.bytes[i] = id.value[i];
-
-  const auto& proto = d.get(tlv_type::protocol);
+  const std::size_t up = d.offset(tlv_type::upstream);
   if (limits.require_utf8)
-    if (const auto bad = bad_utf8_offset(proto)) return result::fail(errc::text_not_utf8, bad);
-  r.protocol_name = proto.text();
-  r.protocol = protocol_from_name(r.protocol_name);
-
-  r.match_id = load_be16(d.get(tlv_type::match_id).value.data());
-
-  const auto& len = d.get(tlv_type::payload_length);
-  r.payload_length = load_be32(len.value.data());
-  if (r.payload_length > limits.max_payload_length)
-    return result::fail(errc::payload_too_large, len.offset);
-  return result::ok(r, h.size());
+    if (const auto bad = bad_utf8_offset(h, up)) {
+      f = {errc::text_not_utf8, bad};
+      return {};
+    }
+  const auto upstream = parse_upstream(text_at(h, up));
+  if (!upstream) {
+    f = {errc::bad_upstream_address, up};
+    return {};
+  }
+  std::optional<std::string_view> username;
+  if (d.has(tlv_type::username)) {
+    const std::size_t user = d.offset(tlv_type::username);
+    if (limits.require_utf8)
+      if (const auto bad = bad_utf8_offset(h, user)) {
+        f = {errc::text_not_utf8, bad};
+        return {};
+      }
+    username = text_at(h, user);
+  }
+  const std::size_t proto = d.offset(tlv_type::protocol);
+  if (limits.require_utf8)
+    if (const auto bad = bad_utf8_offset(h, proto)) {
+      f = {errc::text_not_utf8, bad};
+      return {};
+    }
+  const std::uint32_t payload_length = load_be32(d.value(h, tlv_type::payload_length).data());
+  if (payload_length > limits.max_payload_length) {
+    f = {errc::payload_too_large, d.offset(tlv_type::payload_length)};
+    return {};
+  }
+  uuid id;
+  const auto id_bytes = d.value(h, tlv_type::task_id);
+  std::copy_n(id_bytes.data(), 16, id.bytes.data());
+  const std::string_view protocol_name = text_at(h, proto);
+  return north_request{h.source,
+                       h.destination,
+                       *upstream,
+                       username,
+                       id,
+                       protocol_from_name(protocol_name),
+                       protocol_name,
+                       load_be16(d.value(h, tlv_type::match_id).data()),
+                       payload_length,
+                       h.size()};
 }
 
-inline decode_result<south_hello> build_south(const ppv2::header_view& h,
-                                              const detour_tlvs& d) noexcept {
-  using result = decode_result<south_hello>;
+/// The south hello of a scanned header; sets `f` on failure.
+inline south_hello read_south(const ppv2::header_view& h, const detour_tlvs& d,
+                              failure& f) noexcept {
   if (d.present & north_markers) {
     // A south hello carries E5 alone: report the first north-only TLV.
     std::size_t first = h.size();
-    for (std::uint8_t i = 0; i < 7; ++i)
-      if ((d.present & north_markers & (1u << i)) && d.tlv[i].offset < first)
-        first = d.tlv[i].offset;
-    return result::fail(errc::unknown_stream_kind, first);
+    for (std::size_t i = 0; i < 7; ++i)
+      if ((d.present & north_markers & (1u << i)) && d.at[i] < first) first = d.at[i];
+    f = {errc::unknown_stream_kind, first};
+    return {};
   }
-  if (!d.has(ppv2::tlv_type::match_id)) return result::fail(errc::missing_required_tlv, h.size());
-  south_hello s;
-  s.client = h.source;
-  s.proxy = h.destination;
-  s.match_id = load_be16(d.get(ppv2::tlv_type::match_id).value.data());
-  s.header_size = h.size();
-  return result::ok(s, h.size());
+  if (!d.has(ppv2::tlv_type::match_id)) {
+    f = {errc::missing_required_tlv, h.size()};
+    return {};
+  }
+  return south_hello{h.source, h.destination,
+                     load_be16(d.value(h, ppv2::tlv_type::match_id).data()), h.size()};
+}
+
+template <class T>
+constexpr decode_result<T> fail_with(failure f) noexcept {
+  return decode_result<T>::fail(f.error, f.offset);
 }
 
 } // namespace detail
@@ -332,17 +401,23 @@ inline decode_result<stream_kind> classify(const ppv2::header_view& h) noexcept 
 /// `consumed` is the header size; views point where the header's do.
 inline decode_result<north_request>
 parse_north_request(const ppv2::header_view& h, const request_limits& limits = {}) noexcept {
-  const auto d = detail::scan_detour_tlvs(h);
-  if (d.failed()) return d.rebind(north_request{});
-  return detail::build_north(h, d.value, limits);
+  detail::detour_tlvs d;
+  detail::failure f = detail::scan_detour_tlvs(h, d);
+  if (f.error != errc{}) return detail::fail_with<north_request>(f);
+  const north_request n = detail::read_north(h, d, limits, f);
+  if (f.error != errc{}) return detail::fail_with<north_request>(f);
+  return decode_result<north_request>{decode_status::complete, errc{}, h.size(), 0, 0, n};
 }
 
 /// Reads a south hello from a decoded header: the PROXY command, TCP over IPv4/IPv6, E5 of 2
 /// bytes, and none of E0, E2, E3, E4, E6 (unknown_stream_kind at the first of them).
 inline decode_result<south_hello> parse_south_hello(const ppv2::header_view& h) noexcept {
-  const auto d = detail::scan_detour_tlvs(h);
-  if (d.failed()) return d.rebind(south_hello{});
-  return detail::build_south(h, d.value);
+  detail::detour_tlvs d;
+  detail::failure f = detail::scan_detour_tlvs(h, d);
+  if (f.error != errc{}) return detail::fail_with<south_hello>(f);
+  const south_hello s = detail::read_south(h, d, f);
+  if (f.error != errc{}) return detail::fail_with<south_hello>(f);
+  return decode_result<south_hello>{decode_status::complete, errc{}, h.size(), 0, 0, s};
 }
 
 /// Classifies and reads a header in one walk: what classify() and then parse_north_request()
@@ -350,33 +425,46 @@ inline decode_result<south_hello> parse_south_hello(const ppv2::header_view& h) 
 inline decode_result<stream_header>
 parse_stream_header(const ppv2::header_view& h, const request_limits& limits = {}) noexcept {
   using result = decode_result<stream_header>;
-  const auto d = detail::scan_detour_tlvs(h);
-  if (d.failed()) return d.rebind(stream_header{});
-  stream_header s;
-  if (d.value.present & detail::north_markers) {
-    const auto n = detail::build_north(h, d.value, limits);
-    if (n.failed()) return n.rebind(stream_header{});
-    s.kind = stream_kind::north;
-    s.north = n.value;
-    return result::ok(s, h.size());
+  detail::detour_tlvs d;
+  detail::failure f = detail::scan_detour_tlvs(h, d);
+  if (f.error != errc{}) return detail::fail_with<stream_header>(f);
+  if (d.present & detail::north_markers) {
+    const north_request n = detail::read_north(h, d, limits, f);
+    if (f.error != errc{}) return detail::fail_with<stream_header>(f);
+    return result{decode_status::complete,
+                  errc{},
+                  h.size(),
+                  0,
+                  0,
+                  stream_header{stream_kind::north, n,
+                                south_hello{socket_address{}, socket_address{}, 0, 0}}};
   }
-  if (!d.value.has(ppv2::tlv_type::match_id))
+  if (!d.has(ppv2::tlv_type::match_id))
     return result::fail(errc::unknown_stream_kind, ppv2::fixed_size + h.address_block.size());
-  const auto south = detail::build_south(h, d.value);
-  if (south.failed()) return south.rebind(stream_header{});
-  s.kind = stream_kind::south;
-  s.south = south.value;
-  return result::ok(s, h.size());
+  const south_hello s = detail::read_south(h, d, f);
+  if (f.error != errc{}) return detail::fail_with<stream_header>(f);
+  return result{decode_status::complete,
+                errc{},
+                h.size(),
+                0,
+                0,
+                stream_header{stream_kind::south, north_request{}, s}};
 }
 
-/// decode() then parse_north_request(): need_more until the whole header is in; `consumed` is
-/// the header size and the payload starts right after it.
+/// decode() then parse_north_request(), in one walk over the TLVs: need_more until the whole
+/// header is in; `consumed` is the header size and the payload starts right after it.
 inline decode_result<north_request>
 decode_north_request(std::span<const std::uint8_t> bytes,
                      const request_limits& limits = {}) noexcept {
-  const auto h = ppv2::decode(bytes, limits.header);
+  detail::detour_scanner scanner;
+  const auto h = ppv2::detail::decode_with(bytes, limits.header, scanner);
   if (!h.complete()) return h.rebind(north_request{});
-  return parse_north_request(h.value, limits);
+  detail::failure f = detail::check_tcp_proxy(h.value);
+  if (f.error == errc{}) f = scanner.first;
+  if (f.error != errc{}) return detail::fail_with<north_request>(f);
+  const north_request n = detail::read_north(h.value, scanner.tlvs, limits, f);
+  if (f.error != errc{}) return detail::fail_with<north_request>(f);
+  return decode_result<north_request>{decode_status::complete, errc{}, h.consumed, 0, 0, n};
 }
 
 /// decode() then parse_south_hello().

@@ -6,17 +6,48 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <type_traits>
 
 namespace detour::detail {
 
 inline constexpr std::size_t utf8_valid = static_cast<std::size_t>(-1);
 
+/// N (4 or 8) bytes as an integer, in memory order (only the high bits of each byte matter).
+template <std::size_t N>
+inline std::uint64_t load_word(const std::uint8_t* p) noexcept {
+  if constexpr (N == 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  } else {
+    std::uint32_t w;
+    std::memcpy(&w, p, 4);
+    return w;
+  }
+}
+
 /// The offset of the first byte that does not start or continue a valid UTF-8 sequence, or
 /// utf8_valid when every byte is part of one.
 constexpr std::size_t utf8_invalid_at(std::span<const std::uint8_t> s) noexcept {
-  std::size_t i = 0;
   const std::size_t n = s.size();
+  if (!std::is_constant_evaluated()) {
+    // Fast path for the common case, all ASCII: or the bytes together, eight at a time, the
+    // last (partial) word read so that it ends at the end.
+    const std::uint8_t* p = s.data();
+    std::uint64_t all = 0;
+    if (n >= 8) {
+      for (std::size_t k = 0; n - k >= 8; k += 8) all |= load_word<8>(p + k);
+      all |= load_word<8>(p + n - 8);
+    } else if (n >= 4) {
+      all = load_word<4>(p) | load_word<4>(p + n - 4);
+    } else {
+      for (std::size_t k = 0; k < n; ++k) all |= p[k];
+    }
+    if ((all & 0x8080808080808080u) == 0) return utf8_valid;
+  }
+  std::size_t i = 0;
   while (i < n) {
     const std::uint8_t c = s[i];
     if (c < 0x80) {

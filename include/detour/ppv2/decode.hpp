@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <type_traits>
 
 namespace detour::ppv2 {
 
@@ -79,6 +80,139 @@ constexpr decode_result<bool> check_ssl_sub_tlvs(std::span<const std::uint8_t> s
 
 } // namespace detail
 
+namespace detail {
+
+/// No TLV visitor.
+struct ignore_tlvs {
+  constexpr void operator()(std::uint8_t, std::size_t, std::size_t) const noexcept {}
+};
+
+/// decode(), calling `on_tlv(type, offset, length)` for each TLV as the walk validates it, so
+/// that a layer above can read the TLVs it cares about in the same pass (the result stays
+/// decode()'s, whatever the visitor does).
+template <class OnTlv>
+constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> bytes,
+                                                 const decode_limits& limits,
+                                                 OnTlv&& on_tlv) noexcept {
+  using result = decode_result<header_view>;
+  constexpr auto fail = result::fail;
+  constexpr auto more = result::more;
+  const std::size_t n = bytes.size();
+
+  // §2.2: the signature, checked byte by byte so a stranger is refused at the first byte (when
+  // all 12 are in, one comparison of the whole block first).
+  const std::size_t sig_have = std::min(n, signature.size());
+  if (std::is_constant_evaluated() || sig_have < signature.size() ||
+      std::memcmp(bytes.data(), signature.data(), signature.size()) != 0) {
+    for (std::size_t i = 0; i < sig_have; ++i)
+      if (bytes[i] != signature[i]) return fail(errc::bad_signature, i);
+  }
+  if (n <= 12) return more(fixed_size - n);
+
+  // §2.2: "the highest four bits contains the version ... must always be \x2"; the command is
+  // LOCAL or PROXY, "receivers must drop connections presenting unexpected values here".
+  const std::uint8_t ver_cmd = bytes[12];
+  if ((ver_cmd >> 4) != 0x2) return fail(errc::bad_version, 12);
+  if ((ver_cmd & 0xF) > 0x1) return fail(errc::bad_command, 12);
+  if (n == 13) return more(fixed_size - n);
+
+  // §2.2: "other values are unspecified ... and must be rejected as invalid by receivers".
+  // Only the listed bytes are valid: 00 (UNSPEC) and 11 12 21 22 31 32.
+  const std::uint8_t fam = bytes[13];
+  const std::uint8_t family_nibble = fam >> 4;
+  const std::uint8_t transport_nibble = fam & 0xF;
+  if (family_nibble > 0x3) return fail(errc::bad_family, 13);
+  if (transport_nibble > 0x2 || (family_nibble == 0) != (transport_nibble == 0))
+    return fail(errc::bad_transport, 13);
+  if (n < fixed_size) return more(fixed_size - n);
+
+  const auto family = static_cast<address_family>(family_nibble);
+  const std::size_t length = ::detour::detail::load_be16(bytes.data() + 14);
+  const std::size_t total = fixed_size + length;
+  const std::size_t addr_size = address_size(family);
+  // §2.2: the address block must fit in the declared length, for LOCAL too ("receivers MUST
+  // always consider this field to skip the appropriate number of bytes").
+  if (length < addr_size) return fail(errc::address_block_too_short, 14);
+  if (total > limits.max_header_size) return fail(errc::header_too_large, 14);
+  if (n < total) return more(total - n);
+  const std::uint8_t* p = bytes.data();
+
+  // §2.2 (pp2_tlv): walk the TLVs; the walk must end exactly at 16 + length.
+  std::uint32_t seen = 0;
+  std::size_t crc_at = 0; // offset of the CRC32C TLV, 0 when absent
+  std::size_t pos = fixed_size + addr_size;
+  while (pos < total) {
+    if (total - pos < tlv_head_size) return fail(errc::tlv_truncated, pos);
+    const std::uint8_t type = p[pos];
+    const std::size_t len = ::detour::detail::load_be16(p + pos + 1);
+    if (len > total - pos - tlv_head_size) return fail(errc::tlv_truncated, pos);
+    on_tlv(type, pos, len);
+    // Registered types (all up to 0x30) have rules; the others are kept as they are.
+    if (type > to_byte(tlv_type::netns)) {
+      pos += tlv_head_size + len;
+      continue;
+    }
+    if (const std::uint32_t bit = single_tlv_bit(type)) {
+      if (seen & bit) return fail(errc::tlv_duplicate, pos);
+      seen |= bit;
+    }
+    switch (type) {
+    case to_byte(tlv_type::crc32c): // §2.2.3: a 32-bit number
+      if (len != 4) return fail(errc::tlv_bad_size, pos);
+      crc_at = pos;
+      break;
+    case to_byte(tlv_type::unique_id): // §2.2.5: "up to 128 bytes"
+      if (len > max_unique_id_size) return fail(errc::unique_id_too_long, pos);
+      break;
+    case to_byte(tlv_type::ssl): { // §2.2.6: client (1), verify (4), sub-TLVs
+      if (len < ssl_fixed_size) return fail(errc::tlv_bad_size, pos);
+      const std::size_t sub_at = pos + tlv_head_size + ssl_fixed_size;
+      const auto sub = check_ssl_sub_tlvs(bytes.subspan(sub_at, len - ssl_fixed_size), sub_at);
+      if (sub.failed()) return fail(sub.error, sub.offset);
+      break;
+    }
+    default:
+      break; // ALPN, AUTHORITY, NOOP, NETNS and unregistered types below 0x30: kept as they are
+    }
+    pos += tlv_head_size + len;
+  }
+
+  // §2.2.3: "replace the 32 bits of the checksum field ... with all '0's and calculate a CRC32c
+  // checksum value of the whole PROXY header"; a mismatch makes the connection invalid.
+  if (crc_at != 0) {
+    const std::size_t field = crc_at + tlv_head_size;
+    const std::uint32_t sent = ::detour::detail::load_be32(p + field);
+    if (::detour::detail::crc32c_with_zeroed_field(bytes.first(total), field) != sent)
+      return fail(errc::crc32c_mismatch, crc_at);
+  }
+
+  socket_address source, destination;
+  const std::uint8_t* a = p + fixed_size;
+  if (family == address_family::inet) {
+    source = {ip_address::v4(std::span<const std::uint8_t, 4>(a, 4)),
+              ::detour::detail::load_be16(a + 8)};
+    destination = {ip_address::v4(std::span<const std::uint8_t, 4>(a + 4, 4)),
+                   ::detour::detail::load_be16(a + 10)};
+  } else if (family == address_family::inet6) {
+    source = {ip_address::v6(std::span<const std::uint8_t, 16>(a, 16)),
+              ::detour::detail::load_be16(a + 32)};
+    destination = {ip_address::v6(std::span<const std::uint8_t, 16>(a + 16, 16)),
+                   ::detour::detail::load_be16(a + 34)};
+  }
+  // Every member given: compilers then write the result once, without clearing it first.
+  return result{decode_status::complete,
+                errc{},
+                total,
+                0,
+                0,
+                header_view{static_cast<command>(ver_cmd & 0xF), family,
+                            static_cast<transport>(transport_nibble), source, destination,
+                            bytes.first(total), bytes.subspan(fixed_size, addr_size),
+                            bytes.subspan(fixed_size + addr_size, length - addr_size)}};
+}
+
+} // namespace detail
+
 /// Decodes a PROXY v2 header from the start of `bytes`, everything received so far.
 ///
 /// - complete: `consumed` is the header size (16 + length); bytes after it are not looked at
@@ -96,107 +230,7 @@ constexpr decode_result<bool> check_ssl_sub_tlvs(std::span<const std::uint8_t> s
 /// last the CRC32C (offset of the CRC32C TLV).
 constexpr decode_result<header_view> decode(std::span<const std::uint8_t> bytes,
                                             const decode_limits& limits = {}) noexcept {
-  using result = decode_result<header_view>;
-  const std::size_t n = bytes.size();
-
-  // §2.2: the signature, checked byte by byte so a stranger is refused at the first byte.
-  const std::size_t sig_have = std::min(n, signature.size());
-  for (std::size_t i = 0; i < sig_have; ++i)
-    if (bytes[i] != signature[i]) return result::fail(errc::bad_signature, i);
-  if (n <= 12) return result::more(fixed_size - n);
-
-  // §2.2: "the highest four bits contains the version ... must always be \x2"; the command is
-  // LOCAL or PROXY, "receivers must drop connections presenting unexpected values here".
-  const std::uint8_t ver_cmd = bytes[12];
-  if ((ver_cmd >> 4) != 0x2) return result::fail(errc::bad_version, 12);
-  if ((ver_cmd & 0xF) > 0x1) return result::fail(errc::bad_command, 12);
-  if (n == 13) return result::more(fixed_size - n);
-
-  // §2.2: "other values are unspecified ... and must be rejected as invalid by receivers".
-  // Only the listed bytes are valid: 00 (UNSPEC) and 11 12 21 22 31 32.
-  const std::uint8_t fam = bytes[13];
-  const std::uint8_t family_nibble = fam >> 4;
-  const std::uint8_t transport_nibble = fam & 0xF;
-  if (family_nibble > 0x3) return result::fail(errc::bad_family, 13);
-  if (transport_nibble > 0x2 || (family_nibble == 0) != (transport_nibble == 0))
-    return result::fail(errc::bad_transport, 13);
-  if (n < fixed_size) return result::more(fixed_size - n);
-
-  const auto family = static_cast<address_family>(family_nibble);
-  const std::size_t length = ::detour::detail::load_be16(bytes.data() + 14);
-  const std::size_t total = fixed_size + length;
-  const std::size_t addr_size = address_size(family);
-  // §2.2: the address block must fit in the declared length, for LOCAL too ("receivers MUST
-  // always consider this field to skip the appropriate number of bytes").
-  if (length < addr_size) return result::fail(errc::address_block_too_short, 14);
-  if (total > limits.max_header_size) return result::fail(errc::header_too_large, 14);
-  if (n < total) return result::more(total - n);
-
-  const auto header = bytes.first(total);
-  header_view h;
-  h.command = static_cast<command>(ver_cmd & 0xF);
-  h.family = family;
-  h.transport = static_cast<transport>(transport_nibble);
-  h.bytes = header;
-  h.address_block = header.subspan(fixed_size, addr_size);
-  h.tlv_block = header.subspan(fixed_size + addr_size);
-  const std::uint8_t* a = header.data() + fixed_size;
-  if (family == address_family::inet) {
-    h.source = {ip_address::v4(std::span<const std::uint8_t, 4>(a, 4)),
-                ::detour::detail::load_be16(a + 8)};
-    h.destination = {ip_address::v4(std::span<const std::uint8_t, 4>(a + 4, 4)),
-                     ::detour::detail::load_be16(a + 10)};
-  } else if (family == address_family::inet6) {
-    h.source = {ip_address::v6(std::span<const std::uint8_t, 16>(a, 16)),
-                ::detour::detail::load_be16(a + 32)};
-    h.destination = {ip_address::v6(std::span<const std::uint8_t, 16>(a + 16, 16)),
-                     ::detour::detail::load_be16(a + 34)};
-  }
-
-  // §2.2 (pp2_tlv): walk the TLVs; the walk must end exactly at 16 + length.
-  std::uint32_t seen = 0;
-  std::size_t crc_at = 0; // offset of the CRC32C TLV, 0 when absent
-  std::size_t pos = fixed_size + addr_size;
-  while (pos < total) {
-    if (total - pos < tlv_head_size) return result::fail(errc::tlv_truncated, pos);
-    const std::uint8_t type = header[pos];
-    const std::size_t len = ::detour::detail::load_be16(header.data() + pos + 1);
-    if (len > total - pos - tlv_head_size) return result::fail(errc::tlv_truncated, pos);
-    if (const std::uint32_t bit = detail::single_tlv_bit(type)) {
-      if (seen & bit) return result::fail(errc::tlv_duplicate, pos);
-      seen |= bit;
-    }
-    switch (type) {
-    case to_byte(tlv_type::crc32c): // §2.2.3: a 32-bit number
-      if (len != 4) return result::fail(errc::tlv_bad_size, pos);
-      crc_at = pos;
-      break;
-    case to_byte(tlv_type::unique_id): // §2.2.5: "up to 128 bytes"
-      if (len > max_unique_id_size) return result::fail(errc::unique_id_too_long, pos);
-      break;
-    case to_byte(tlv_type::ssl): { // §2.2.6: client (1), verify (4), sub-TLVs
-      if (len < ssl_fixed_size) return result::fail(errc::tlv_bad_size, pos);
-      const std::size_t sub_at = pos + tlv_head_size + ssl_fixed_size;
-      const auto sub =
-          detail::check_ssl_sub_tlvs(header.subspan(sub_at, len - ssl_fixed_size), sub_at);
-      if (sub.failed()) return result::fail(sub.error, sub.offset);
-      break;
-    }
-    default:
-      break; // other registered types, the custom range and unknown types: kept as is
-    }
-    pos += tlv_head_size + len;
-  }
-
-  // §2.2.3: "replace the 32 bits of the checksum field ... with all '0's and calculate a CRC32c
-  // checksum value of the whole PROXY header"; a mismatch makes the connection invalid.
-  if (crc_at != 0) {
-    const std::size_t field = crc_at + tlv_head_size;
-    const std::uint32_t sent = ::detour::detail::load_be32(header.data() + field);
-    if (::detour::detail::crc32c_with_zeroed_field(header, field) != sent)
-      return result::fail(errc::crc32c_mismatch, crc_at);
-  }
-  return result::ok(h, total);
+  return detail::decode_with(bytes, limits, detail::ignore_tlvs{});
 }
 
 /// An incremental PROXY v2 decoder: feed it the bytes of a stream in pieces of any size (down
