@@ -8,6 +8,10 @@
 #include <sys/epoll.h>
 #include <sys/random.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h> // malloc_trim
+#endif
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -304,7 +308,21 @@ void server::reap() {
     for (auto& ep : endpoints_) std::erase(ep->blocked, c);
     connections_.erase(c);
   }
+  if (!dead.empty()) trim_memory();
   check_drained();
+}
+
+void server::trim_memory() {
+  // The allocator keeps freed stream blocks for reuse and does not hand them back to the
+  // system by itself: after a burst the process would stay at its peak. Give back what is free
+  // when the load has fallen (all connections gone, or half the blocks of the last peak).
+  const std::size_t in_use = pool_.in_use();
+  if (in_use > peak_blocks_) peak_blocks_ = in_use;
+  if (!connections_.empty() && in_use * 2 > peak_blocks_) return;
+#if defined(__GLIBC__)
+  ::malloc_trim(0);
+#endif
+  peak_blocks_ = in_use;
 }
 
 // --- shutdown and reload -----------------------------------------------------------------------

@@ -91,6 +91,7 @@ private:
   void send_refusal(endpoint& ep, const received_datagram& d, const ngtcp2_pkt_hd& hd,
                     std::uint64_t error);
   void reap();
+  void trim_memory();
   void check_drained();
 
   event_loop& loop_;
@@ -106,6 +107,7 @@ private:
   std::vector<connection*> dead_;
   deferred reaper_;
   server_stats stats_;
+  std::size_t peak_blocks_ = 0; // stream blocks in use at the last peak (trim_memory)
 
   // Stateless resets are rate limited (RFC 9000 §10.3.3): a token bucket refilled each second.
   timestamp reset_bucket_refill_ = 0;
