@@ -49,6 +49,14 @@ struct g3_client {
   }
   explicit g3_client(const server_process& srv) : g3_client(srv, trusting(srv)) {}
 
+  /// Sends to |address| from now on (a fault relay on this client's loop, say). Call before
+  /// submitting tasks: the pool is made anew.
+  void target(const cli::socket_address& address) {
+    pool.reset();
+    config.quic.server = address;
+    pool = std::make_unique<cli::probe::client_pool>(loop, tls, config, log);
+  }
+
   ~g3_client() {
     if (pool) {
       pool->shutdown("end of test");
