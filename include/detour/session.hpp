@@ -16,10 +16,12 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
-#include <vector>
+#include <utility>
 
 namespace detour {
 
@@ -123,6 +125,12 @@ struct task_request {
 class stream_session {
 public:
   explicit stream_session(const session_options& options = {}) : options_(options) {}
+  /// Not copyable: the request's views point into this session's own storage.
+  stream_session(const stream_session&) = delete;
+  stream_session& operator=(const stream_session&) = delete;
+  /// Moving keeps the views valid (the storage moves with its owner, not in memory).
+  stream_session(stream_session&&) noexcept = default;
+  stream_session& operator=(stream_session&&) noexcept = default;
 
   /// Offers received bytes; see `feed_result`. Bytes beyond the header and payload are not
   /// taken (in relay they are the relay's, before the decision they wait in the stream).
@@ -218,14 +226,14 @@ public:
 
   /// Forgets the stream and starts over for a new one, keeping the storage.
   void reset() noexcept {
-    storage_.clear();
-    size_ = 0;
+    size_ = 0; // the storage stays, for the next stream
     header_size_ = 0;
     header_total_ = 0;
     state_ = session_state::header;
+    // Only what the last stream used needs clearing (a task_request is a few hundred bytes).
+    if (kind_ == stream_kind::north) task_ = task_request{};
+    if (kind_ == stream_kind::south) hello_ = south_hello{};
     kind_.reset();
-    task_ = task_request{};
-    hello_ = south_hello{};
     decision_.reset();
     written_ = 0;
     error_ = errc{};
@@ -257,10 +265,22 @@ public:
   const session_options& options() const noexcept { return options_; }
 
 private:
-  std::span<const std::uint8_t> stored() const noexcept { return {storage_.data(), size_}; }
+  std::span<const std::uint8_t> stored() const noexcept { return {storage_.get(), size_}; }
+
+  // Makes room for `total` bytes in all, keeping what is stored (views into it must be taken
+  // again if it moved).
+  void reserve(std::size_t total) {
+    if (total <= capacity_) return;
+    auto bigger = std::make_unique_for_overwrite<std::uint8_t[]>(total);
+    if (size_ != 0) std::memcpy(bigger.get(), storage_.get(), size_);
+    storage_ = std::move(bigger);
+    capacity_ = total;
+  }
 
   void append(std::span<const std::uint8_t> piece) {
-    storage_.insert(storage_.end(), piece.begin(), piece.end());
+    if (piece.empty()) return;
+    if (size_ + piece.size() > capacity_) reserve(std::max(size_ + piece.size(), ppv2::fixed_size));
+    std::memcpy(storage_.get() + size_, piece.data(), piece.size());
     size_ += piece.size();
   }
 
@@ -279,7 +299,7 @@ private:
       const std::size_t total =
           ppv2::fixed_size + (std::size_t{bytes[14]} << 8 | std::size_t{bytes[15]});
       if (total <= limit && bytes.size() >= total) {
-        storage_.reserve(total);
+        reserve(total);
         append(bytes.first(total));
         taken = total;
         header_total_ = total;
@@ -299,7 +319,7 @@ private:
       if (h.complete()) return header_complete(h.value, bytes, taken);
       if (size_ >= ppv2::fixed_size && header_total_ == 0) {
         header_total_ = size_ + h.needed; // exact from here on, and within the limit
-        storage_.reserve(header_total_);
+        reserve(header_total_);
         continue;
       }
       if (taken == bytes.size() || take == 0) return {taken, session_event::need_more};
@@ -319,9 +339,9 @@ private:
     }
     task_.request = parsed.value.north;
     const std::size_t total = header_size_ + task_.request.payload_length;
-    if (storage_.capacity() < total) {
+    if (capacity_ < total) {
       // Make room for the payload now, so the views taken below never move again.
-      storage_.reserve(total);
+      reserve(total);
       const auto again = parse_north_request(ppv2::decode(stored(), options_.limits.header).value,
                                              options_.limits);
       task_.request = again.value;
@@ -353,7 +373,8 @@ private:
   }
 
   session_options options_;
-  std::vector<std::uint8_t> storage_;
+  std::unique_ptr<std::uint8_t[]> storage_;
+  std::size_t capacity_ = 0;
   std::size_t size_ = 0;         // bytes of header + payload stored
   std::size_t header_size_ = 0;  // once the header is complete
   std::size_t header_total_ = 0; // once the fixed part is in

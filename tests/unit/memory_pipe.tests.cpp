@@ -211,3 +211,23 @@ TEST_CASE("memory_pipe pause_writes shuts the window until released", "[memory_p
   pipe.a().pause_writes(false);
   CHECK(pipe.a().write_some(data) == 3);
 }
+
+TEST_CASE("memory_pipe reset returns it to its first state", "[memory_pipe]") {
+  memory_pipe pipe(pipe_options{.capacity = 16, .chunk_seed = 3});
+  const auto data = iota_bytes(10);
+  std::vector<std::size_t> first_sizes;
+  first_sizes.push_back(pipe.a().write_some(data));
+  pipe.a().close_write();
+  pipe.b().inject(100, pipe_fault::reset);
+  pipe.b().stop_reading(1);
+  pipe.reset();
+  CHECK(pipe.b().readable().empty());
+  CHECK_FALSE(pipe.b().at_eof());
+  CHECK_FALSE(pipe.a().send_stopped());
+  CHECK_FALSE(pipe.a().write_closed());
+  CHECK(pipe.a().written_total() == 0);
+  CHECK(pipe.b().operations() == 1); // the readable() above
+  // The same seed gives the same sizes again.
+  CHECK(pipe.a().write_some(data) == first_sizes.front());
+  CHECK(pipe.a().misuse_count() == 0);
+}

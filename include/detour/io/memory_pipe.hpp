@@ -62,6 +62,15 @@ struct pipe_channel {
   std::size_t view_limit = 0;    // most bytes readable() shows until the next consume
   std::uint64_t rng = 0;
 
+  void restart() noexcept {
+    head = tail = 0;
+    fin = writer_gone = false;
+    reset.reset();
+    stop.reset();
+    rng = opts.chunk_seed;
+    roll_view_limit();
+  }
+
   std::size_t size() const noexcept { return tail - head; }
   std::size_t room() const noexcept { return buf.size() - size(); }
 
@@ -205,6 +214,16 @@ private:
   friend class memory_pipe;
   pipe_end(detail::pipe_channel& in, detail::pipe_channel& out) noexcept : in_(&in), out_(&out) {}
 
+  void restart() noexcept {
+    ops_ = consumed_ = written_ = 0;
+    fault_at_ = 0;
+    fault_ = pipe_fault::none;
+    fault_code_ = 0;
+    fired_ = closed_ = paused_ = false;
+    misuse_count_ = 0;
+    last_misuse_ = nullptr;
+  }
+
   void tick() noexcept {
     if (fault_ != pipe_fault::none && !fired_ && ops_ == fault_at_) fire();
     ++ops_;
@@ -262,6 +281,15 @@ public:
 
   pipe_end& a() noexcept { return a_; }
   pipe_end& b() noexcept { return b_; }
+
+  /// Back to the state right after construction (empty, open, no faults, counters at zero),
+  /// keeping the buffers: a pipe can serve many tests or benchmark rounds without allocating.
+  void reset() noexcept {
+    ab_.restart();
+    ba_.restart();
+    a_.restart();
+    b_.restart();
+  }
 
 private:
   detail::pipe_channel ab_;
