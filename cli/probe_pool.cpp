@@ -225,21 +225,28 @@ void client_pool::dispatch() {
   const bool want_pool = std::any_of(pending_.begin(), pending_.end(),
                                      [](const pending_task& p) { return p.target == nullptr; });
   if (want_pool) {
-    if (connect_failures_in_row_ >= config_.max_connect_failures) {
+    const bool unreachable = connect_failures_in_row_ >= config_.max_connect_failures;
+    if (unreachable) {
+      // The server does not answer: fail what waits at once instead of dialing round after
+      // round, and keep a single attempt going to notice its return (a handshake resets this).
       fail_pending(failure::connect,
                    fmt::format("{} connection attempts failed in a row, the last: {}",
                                connect_failures_in_row_, stats_.last_connect_error));
-      connect_failures_in_row_ = 0; // later tasks may try again
-      return;
     }
-    std::size_t live = 0;
-    for (const auto& c : connections_)
-      if (!c.dedicated && !c.quic->closed() && !c.retiring) ++live;
-    for (; live < config_.connections; ++live) {
+    std::size_t live = 0, connecting = 0;
+    for (const auto& c : connections_) {
+      if (c.dedicated || c.quic->closed() || c.retiring) continue;
+      ++live;
+      if (!c.quic->established()) ++connecting;
+    }
+    const std::size_t target =
+        unreachable ? (connecting == 0 ? live + 1 : live) : config_.connections;
+    for (; live < target; ++live) {
       try {
         open_connection(false);
       } catch (const std::exception& e) {
         ++stats_.connect_failures;
+        ++connect_failures_in_row_;
         stats_.last_connect_error = e.what();
         fail_pending(failure::connect, std::string("cannot open a connection: ") + e.what());
         return;

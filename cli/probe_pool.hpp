@@ -32,8 +32,11 @@ struct pool_config {
   /// How long a task may wait for a connection with stream credit (g3proxy
   /// stream_open_timeout: 30 s).
   nanoseconds stream_open_timeout = 30'000'000'000;
-  /// Connection attempts that may fail in a row (before any handshake succeeds again) before
-  /// the waiting tasks are failed with failure::connect instead of waiting for their timeout.
+  /// Connection attempts that may fail in a row before the server counts as unreachable: then
+  /// waiting and new tasks fail at once with failure::connect (a load run against a dead
+  /// server ends in seconds, not at its deadline) while one attempt at a time looks for the
+  /// server's return; the next completed handshake ends that state. Three rides out a lost
+  /// packet or two without mistaking them for an outage.
   std::size_t max_connect_failures = 3;
 };
 
