@@ -68,6 +68,52 @@ std::string_view to_string(close_info::cause c) noexcept {
   return "unknown";
 }
 
+namespace {
+
+// RFC 8446 section 6 alert names, for the ones a detour handshake can end with.
+std::string_view alert_name(std::uint64_t alert) noexcept {
+  switch (alert) {
+  case 10:
+    return "unexpected_message";
+  case 40:
+    return "handshake_failure";
+  case 42:
+    return "bad_certificate";
+  case 43:
+    return "unsupported_certificate";
+  case 44:
+    return "certificate_revoked";
+  case 45:
+    return "certificate_expired";
+  case 46:
+    return "certificate_unknown";
+  case 47:
+    return "illegal_parameter";
+  case 48:
+    return "unknown_ca";
+  case 50:
+    return "decode_error";
+  case 51:
+    return "decrypt_error";
+  case 70:
+    return "protocol_version";
+  case 80:
+    return "internal_error";
+  case 109:
+    return "missing_extension";
+  case 112:
+    return "unrecognized_name";
+  case 116:
+    return "certificate_required";
+  case 120:
+    return "no_application_protocol";
+  default:
+    return "";
+  }
+}
+
+} // namespace
+
 std::string describe(const close_info& c) {
   switch (c.by) {
   case close_info::cause::open:
@@ -76,9 +122,16 @@ std::string describe(const close_info& c) {
     return fmt::format("closed by us: code {:#x} \"{}\"", c.code, c.reason);
   case close_info::cause::dropped:
     return "dropped by us without CONNECTION_CLOSE";
-  case close_info::cause::peer:
-    return fmt::format("closed by the server: {} code {:#x} \"{}\"",
-                       c.application ? "application" : "transport", c.code, c.reason);
+  case close_info::cause::peer: {
+    std::string what = fmt::format("closed by the server: {} code {:#x}",
+                                   c.application ? "application" : "transport", c.code);
+    // RFC 9001 section 4.8: CRYPTO_ERROR 0x100 + the TLS alert.
+    if (!c.application && c.code >= 0x100 && c.code <= 0x1ff) {
+      const std::string_view name = alert_name(c.code - 0x100);
+      what += fmt::format(" (TLS alert {}{}{})", c.code - 0x100, name.empty() ? "" : " ", name);
+    }
+    return what + fmt::format(" \"{}\"", c.reason);
+  }
   case close_info::cause::idle_timeout:
     return "idle timeout (nothing heard from the server)";
   case close_info::cause::handshake_timeout:
@@ -119,6 +172,12 @@ struct quic_connection::callbacks {
     c.handshake_done_ = true;
     c.stats_.handshake_done = monotonic_now();
     c.observer_.on_handshake(c);
+    return 0;
+  }
+
+  static int handshake_confirmed(ngtcp2_conn*, void* user_data) {
+    // HANDSHAKE_DONE: the server finished its side too (it accepted our certificate, if any).
+    self(user_data).confirmed_ = true;
     return 0;
   }
 
@@ -200,6 +259,7 @@ struct quic_connection::callbacks {
     c.get_new_connection_id = new_connection_id;
     c.update_key = ngtcp2_crypto_update_key_cb;
     c.stream_reset = stream_reset;
+    c.handshake_confirmed = handshake_confirmed;
     c.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
     c.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
     c.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;

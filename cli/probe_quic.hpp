@@ -139,7 +139,11 @@ public:
 
   /// A short id for logs.
   std::uint64_t id() const noexcept { return id_; }
+  /// The handshake completed on our side: tasks may start (quinn lets g3proxy send then).
   bool established() const noexcept { return handshake_done_ && !closed(); }
+  /// The server confirmed the handshake (HANDSHAKE_DONE): with mutual TLS, it accepted our
+  /// certificate. A server refusing it closes the connection after established() instead.
+  bool confirmed() const noexcept { return confirmed_ && !closed(); }
   bool closed() const noexcept { return close_.closed(); }
   const close_info& close_state() const noexcept { return close_; }
   const connection_stats& stats() const noexcept { return stats_; }
@@ -228,6 +232,7 @@ private:
   std::unique_ptr<tls_session> tls_;
   ngtcp2_conn* conn_ = nullptr;
   bool handshake_done_ = false;
+  bool confirmed_ = false;
   close_info close_;
   connection_stats stats_;
   std::unordered_map<std::int64_t, std::unique_ptr<stream>> streams_;
