@@ -116,9 +116,9 @@ public:
     } else if (total > 0) {
       parts.push_back(fmt::format("sent {} byte(s){}", total, north ? "" : " (echo)"));
     }
-    if (reset) parts.push_back(fmt::format("reset (code {:#x})", *reset));
+    if (reset) parts.push_back(fmt::format("reset (code {})", code_text(*reset)));
     if (stopped)
-      parts.push_back(stop_code ? fmt::format("stopped reading (code {:#x})", *stop_code)
+      parts.push_back(stop_code ? fmt::format("stopped reading (code {})", code_text(*stop_code))
                                 : std::string("stopped reading"));
     if (fin) parts.push_back("finished (FIN)");
     if (parts.empty()) return "nothing";

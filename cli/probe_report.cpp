@@ -3,6 +3,8 @@
 #include "probe_report.hpp"
 
 #include <detour/detail/utf8.hpp>
+#include <detour/error.hpp>
+#include <detour/io/server_stream.hpp>
 
 #include <fmt/core.h>
 
@@ -186,6 +188,15 @@ std::string human_bytes(std::uint64_t bytes) {
   if (bytes < 1024 * 1024) return fmt::format("{:.4g} KiB", v / 1024);
   if (bytes < 1024ULL * 1024 * 1024) return fmt::format("{:.4g} MiB", v / (1024 * 1024));
   return fmt::format("{:.4g} GiB", v / (1024.0 * 1024 * 1024));
+}
+
+std::string code_text(std::uint64_t code) {
+  if (code > detour::io::app_code_base && code < detour::io::app_code_base + 0x100) {
+    const auto e = static_cast<detour::errc>(code - detour::io::app_code_base);
+    if (const std::string_view name = detour::errc_name(e); !name.empty())
+      return fmt::format("{:#x} {}", code, name);
+  }
+  return fmt::format("{:#x}", code);
 }
 
 double to_ms(std::uint64_t ns) noexcept {

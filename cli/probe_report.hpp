@@ -71,6 +71,11 @@ std::string human_bytes(std::uint64_t bytes);
 /// Milliseconds with three decimals, for JSON.
 double to_ms(std::uint64_t ns) noexcept;
 
+/// A stream or connection application code for people: "0x107 header_too_large" when it is
+/// one of the library's codes (io::app_code_for: 0x100 + a known errc, the codes detour serve
+/// and servers built on the library send), otherwise "0x5".
+std::string code_text(std::uint64_t code);
+
 /// Writes a latency summary as a JSON object of milliseconds.
 void write_latency(json_writer& j, const latency_summary& s);
 

@@ -2,6 +2,8 @@
 // cli/probe_task.cpp: one detour task as g3proxy's client runs it (see probe_task.hpp).
 #include "probe_task.hpp"
 
+#include "probe_report.hpp"
+
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -325,9 +327,9 @@ void g3_task::on_reset(task_io& io, side s, std::uint64_t code, nanoseconds now)
   if (d.stopped) return; // the answer to our own STOP_SENDING
   d.fin_received = true; // the receive side is over either way
   fail_and_end(io, failure::stream_reset, s,
-               fmt::format("the server reset the {} stream with code {:#x} ({}; {} of {} relay "
+               fmt::format("the server reset the {} stream with code {} ({}; {} of {} relay "
                            "bytes echoed)",
-                           to_string(s), code,
+                           to_string(s), code_text(code),
                            phase_ == phase::answer ? "before the answer" : "during the relay",
                            d.echoed, target(s)),
                now);
@@ -343,8 +345,8 @@ void g3_task::on_stop_sending(task_io& io, side s, std::optional<std::uint64_t> 
   fail_and_end(io, failure::stop_sending, s,
                fmt::format("the server stopped reading the {} stream{} ({} of {} relay bytes "
                            "sent)",
-                           to_string(s), code ? fmt::format(" with code {:#x}", *code) : "", d.sent,
-                           target(s)),
+                           to_string(s), code ? fmt::format(" with code {}", code_text(*code)) : "",
+                           d.sent, target(s)),
                now);
 }
 

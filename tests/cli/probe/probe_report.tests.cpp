@@ -73,3 +73,12 @@ TEST_CASE("human units read naturally", "[probe][report]") {
   CHECK(human_bytes(16 * 1024) == "16 KiB");
   CHECK(human_bytes(3 * 1024 * 1024 / 2) == "1.5 MiB");
 }
+
+TEST_CASE("code_text names the library's application codes", "[probe][report]") {
+  CHECK(code_text(0x101) == "0x101 bad_signature");
+  CHECK(code_text(0x122) == "0x122 pairing_expired");
+  CHECK(code_text(0x100) == "0x100"); // the base itself is no error
+  CHECK(code_text(0x1ff) == "0x1ff"); // beyond the errc values this version knows
+  CHECK(code_text(0x5) == "0x5");
+  CHECK(code_text(0x10000) == "0x10000");
+}

@@ -326,7 +326,7 @@ TEST_CASE("g3_task reports a reset, but not the one answering its own STOP_SENDI
     t.on_reset(io, side::south, 0x128, ms);
     REQUIRE(t.done());
     CHECK(t.result().error == failure::stream_reset);
-    CHECK(t.result().detail.find("code 0x128") != std::string::npos);
+    CHECK(t.result().detail.find("code 0x128 partner_aborted") != std::string::npos);
   }
   {
     g3_task t(p, 0);
