@@ -87,16 +87,38 @@ struct ignore_tlvs {
   constexpr void operator()(std::uint8_t, std::size_t, std::size_t) const noexcept {}
 };
 
-/// decode(), calling `on_tlv(type, offset, length)` for each TLV as the walk validates it, so
-/// that a layer above can read the TLVs it cares about in the same pass (the result stays
-/// decode()'s, whatever the visitor does).
-template <class OnTlv>
-constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> bytes,
-                                                 const decode_limits& limits,
-                                                 OnTlv&& on_tlv) noexcept {
-  using result = decode_result<header_view>;
-  constexpr auto fail = result::fail;
-  constexpr auto more = result::more;
+/// The source (or destination) of an AF_INET or AF_INET6 address block at `a`; zero for the
+/// other families.
+constexpr socket_address endpoint(address_family f, const std::uint8_t* a,
+                                  bool destination) noexcept {
+  if (f == address_family::inet)
+    return {ip_address::v4(std::span<const std::uint8_t, 4>(a + (destination ? 4 : 0), 4)),
+            ::detour::detail::load_be16(a + (destination ? 10 : 8))};
+  if (f == address_family::inet6)
+    return {ip_address::v6(std::span<const std::uint8_t, 16>(a + (destination ? 16 : 0), 16)),
+            ::detour::detail::load_be16(a + (destination ? 34 : 32))};
+  return {};
+}
+
+/// The outcome of the checks on the 16-byte fixed part (or as much of it as is there).
+struct fixed_part {
+  decode_status status = decode_status::need_more; ///< complete: the fixed part is valid
+  errc error = {};
+  std::size_t offset = 0;
+  std::size_t needed = 0; ///< need_more: bytes missing up to the fixed part
+  std::size_t total = 0;  ///< complete: the header's size, 16 + length
+};
+
+/// The checks of the fixed part, each as soon as its byte is there: signature, version and
+/// command, family and transport, then the length against the address block and the limit.
+constexpr fixed_part check_fixed_part(std::span<const std::uint8_t> bytes,
+                                      const decode_limits& limits) noexcept {
+  const auto fail = [](errc e, std::size_t at) {
+    return fixed_part{decode_status::error, e, at, 0, 0};
+  };
+  const auto more = [](std::size_t needed) {
+    return fixed_part{decode_status::need_more, errc{}, 0, needed, 0};
+  };
   const std::size_t n = bytes.size();
 
   // §2.2: the signature, checked byte by byte so a stranger is refused at the first byte (when
@@ -118,23 +140,42 @@ constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> b
 
   // §2.2: "other values are unspecified ... and must be rejected as invalid by receivers".
   // Only the listed bytes are valid: 00 (UNSPEC) and 11 12 21 22 31 32.
-  const std::uint8_t fam = bytes[13];
-  const std::uint8_t family_nibble = fam >> 4;
-  const std::uint8_t transport_nibble = fam & 0xF;
+  const std::uint8_t family_nibble = bytes[13] >> 4;
+  const std::uint8_t transport_nibble = bytes[13] & 0xF;
   if (family_nibble > 0x3) return fail(errc::bad_family, 13);
   if (transport_nibble > 0x2 || (family_nibble == 0) != (transport_nibble == 0))
     return fail(errc::bad_transport, 13);
   if (n < fixed_size) return more(fixed_size - n);
 
-  const auto family = static_cast<address_family>(family_nibble);
   const std::size_t length = ::detour::detail::load_be16(bytes.data() + 14);
-  const std::size_t total = fixed_size + length;
-  const std::size_t addr_size = address_size(family);
   // §2.2: the address block must fit in the declared length, for LOCAL too ("receivers MUST
   // always consider this field to skip the appropriate number of bytes").
-  if (length < addr_size) return fail(errc::address_block_too_short, 14);
-  if (total > limits.max_header_size) return fail(errc::header_too_large, 14);
-  if (n < total) return more(total - n);
+  if (length < address_size(static_cast<address_family>(family_nibble)))
+    return fail(errc::address_block_too_short, 14);
+  if (fixed_size + length > limits.max_header_size) return fail(errc::header_too_large, 14);
+  return {decode_status::complete, errc{}, 0, 0, fixed_size + length};
+}
+
+/// decode(), calling `on_tlv(type, offset, length)` for each TLV as the walk validates it, so
+/// that a layer above can read the TLVs it cares about in the same pass (the result stays
+/// decode()'s, whatever the visitor does).
+template <class OnTlv>
+constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> bytes,
+                                                 const decode_limits& limits,
+                                                 OnTlv&& on_tlv) noexcept {
+  using result = decode_result<header_view>;
+  constexpr auto fail = result::fail;
+  const fixed_part fp = check_fixed_part(bytes, limits);
+  if (fp.status == decode_status::error) return fail(fp.error, fp.offset);
+  if (fp.status == decode_status::need_more) return result::more(fp.needed);
+  const std::size_t n = bytes.size();
+  const std::size_t total = fp.total;
+  if (n < total) return result::more(total - n);
+  const std::uint8_t ver_cmd = bytes[12];
+  const std::uint8_t transport_nibble = bytes[13] & 0xF;
+  const auto family = static_cast<address_family>(bytes[13] >> 4);
+  const std::size_t length = total - fixed_size;
+  const std::size_t addr_size = address_size(family);
   const std::uint8_t* p = bytes.data();
 
   // §2.2 (pp2_tlv): walk the TLVs; the walk must end exactly at 16 + length.
@@ -186,19 +227,7 @@ constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> b
       return fail(errc::crc32c_mismatch, crc_at);
   }
 
-  socket_address source, destination;
   const std::uint8_t* a = p + fixed_size;
-  if (family == address_family::inet) {
-    source = {ip_address::v4(std::span<const std::uint8_t, 4>(a, 4)),
-              ::detour::detail::load_be16(a + 8)};
-    destination = {ip_address::v4(std::span<const std::uint8_t, 4>(a + 4, 4)),
-                   ::detour::detail::load_be16(a + 10)};
-  } else if (family == address_family::inet6) {
-    source = {ip_address::v6(std::span<const std::uint8_t, 16>(a, 16)),
-              ::detour::detail::load_be16(a + 32)};
-    destination = {ip_address::v6(std::span<const std::uint8_t, 16>(a + 16, 16)),
-                   ::detour::detail::load_be16(a + 34)};
-  }
   // Every member given: compilers then write the result once, without clearing it first.
   return result{decode_status::complete,
                 errc{},
@@ -206,8 +235,9 @@ constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> b
                 0,
                 0,
                 header_view{static_cast<command>(ver_cmd & 0xF), family,
-                            static_cast<transport>(transport_nibble), source, destination,
-                            bytes.first(total), bytes.subspan(fixed_size, addr_size),
+                            static_cast<transport>(transport_nibble), endpoint(family, a, false),
+                            endpoint(family, a, true), bytes.first(total),
+                            bytes.subspan(fixed_size, addr_size),
                             bytes.subspan(fixed_size + addr_size, length - addr_size)}};
 }
 
@@ -268,16 +298,26 @@ public:
       return again;
     }
     std::size_t taken = 0;
-    while (true) {
-      // Until the fixed part is in, take at most up to it; then exactly up to the end.
-      const std::size_t target = size_ < fixed_size ? fixed_size : size_ + last_.needed;
-      const std::size_t want = std::min(target, limits_.max_header_size) - std::min(size_, target);
-      const std::size_t take = std::min(want, piece.size() - taken);
+    const auto take_up_to = [&](std::size_t target) {
+      const std::size_t take = std::min(target - size_, piece.size() - taken);
       if (take != 0) std::memcpy(storage_.data() + size_, piece.data() + taken, take);
       size_ += take;
       taken += take;
-      last_ = decode(std::span<const std::uint8_t>(storage_.data(), size_), limits_);
-      if (!last_.need_more() || taken == piece.size() || take == 0) break;
+    };
+    // The fixed part first (checked as it arrives), then exactly up to the end of the header:
+    // one full decode, when the last byte is in.
+    if (size_ < fixed_size) take_up_to(fixed_size);
+    const auto fp =
+        detail::check_fixed_part(std::span<const std::uint8_t>(storage_.data(), size_), limits_);
+    if (fp.status != decode_status::complete) {
+      last_ = fp.status == decode_status::error
+                  ? decode_result<header_view>::fail(fp.error, fp.offset)
+                  : decode_result<header_view>::more(fp.needed);
+    } else {
+      take_up_to(fp.total);
+      last_ = size_ < fp.total
+                  ? decode_result<header_view>::more(fp.total - size_)
+                  : decode(std::span<const std::uint8_t>(storage_.data(), size_), limits_);
     }
     auto r = last_;
     r.consumed = taken;
