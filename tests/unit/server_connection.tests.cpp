@@ -15,6 +15,7 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <random>
@@ -499,4 +500,114 @@ TEST_CASE("many tasks per connection in seeded random interleavings, with random
   }
   CHECK(clean >= 24);
   check_server_clean(ex);
+}
+
+TEST_CASE("server_connection refuses a second north stream that reached its decision at the same "
+          "time",
+          "[server_connection][pairing]") {
+  conn_type conn(100);
+  hand_stream first, second;
+  first.send(detour::test::north_bytes(task_spec{.match_id = 12}));
+  second.send(detour::test::north_bytes(task_spec{.match_id = 12}));
+  const auto a = conn.open(first.server(), 0);
+  const auto b = conn.open(second.server(), 0);
+  // Both are complete before either is answered: the table cannot tell yet.
+  REQUIRE(conn.step(*a, 0) == stream_status::decision);
+  REQUIRE(conn.step(*b, 0) == stream_status::decision);
+  REQUIRE(conn.decide(*a, action::proceed, 0) == stream_status::active);
+  CHECK(conn.decide(*b, action::proceed, 0) == stream_status::failed);
+  CHECK(conn.stream(*b).error() == errc::duplicate_match_id);
+  CHECK(second.received().empty()); // refused instead of answered
+  // A south stream for an id whose task already paired is refused the same way.
+  hand_stream south, extra;
+  south.send(detour::test::south_bytes(12));
+  extra.send(detour::test::south_bytes(12));
+  const auto s = conn.open(south.server(), 1);
+  const auto x = conn.open(extra.server(), 1);
+  CHECK(conn.step(*s, 1) == stream_status::active);
+  CHECK(conn.step(*x, 1) == stream_status::failed);
+  CHECK(conn.stream(*x).error() == errc::duplicate_match_id);
+  CHECK(conn.partner(*a) == s);
+}
+
+TEST_CASE("server_connection drops a header deadline wherever the stream sits in the queue",
+          "[server_connection][expiry]") {
+  detour::io::server_options<std::uint64_t> options;
+  options.header_timeout = 10;
+  conn_type conn(1000, options);
+  std::array<hand_stream, 3> streams;
+  std::array<std::optional<conn_type::stream_id>, 3> ids;
+  for (std::size_t i = 0; i < 3; ++i) ids[i] = conn.open(streams[i].server(), i);
+  // The middle one completes its header first, then the last, then the first.
+  for (const std::size_t i : {std::size_t{1}, std::size_t{2}, std::size_t{0}}) {
+    streams[i].send(
+        detour::test::north_bytes(task_spec{.match_id = static_cast<std::uint16_t>(i)}));
+    CHECK(conn.step(*ids[i], 5) == stream_status::decision);
+  }
+  CHECK_FALSE(conn.next_expiry());
+  conn.expire(100);
+  for (const auto& id : ids) CHECK(conn.status(*id) == stream_status::decision);
+}
+
+namespace {
+
+// Ends the task as soon as the remote sends "QUIT".
+struct quit_guard {
+  detour::io::verdict operator()(const detour::io::chunk<detour::task_request>& c) const {
+    const std::string_view s(reinterpret_cast<const char*>(c.bytes.data()), c.bytes.size());
+    return s.find("QUIT") != std::string_view::npos ? detour::io::verdict::end(0x51)
+                                                    : detour::io::verdict::pass();
+  }
+};
+
+} // namespace
+
+TEST_CASE("an inspection hook that ends a task fails both of its streams",
+          "[server_connection][inspect]") {
+  detour::io::server_connection<detour::io::pipe_end, std::uint64_t, quit_guard> conn(100);
+  hand_stream north, south;
+  north.send(detour::test::north_bytes(task_spec{.match_id = 1}));
+  const auto n = conn.open(north.server(), 0);
+  REQUIRE(conn.step(*n, 0) == stream_status::decision);
+  REQUIRE(conn.decide(*n, action::proceed, 0) == stream_status::active);
+  south.send(detour::test::south_bytes(1));
+  const auto s = conn.open(south.server(), 0);
+  REQUIRE(conn.step(*s, 0) == stream_status::active);
+  south.send(text("QUIT\r\n"));
+  CHECK(conn.step(*s, 1) == stream_status::failed);
+  CHECK(conn.stream(*s).error() == errc::task_ended);
+  CHECK(south.client().receive_reset() == std::optional<detour::app_code>(0x51));
+  CHECK(conn.status(*n) == stream_status::failed);
+  CHECK(conn.stream(*n).error() == errc::partner_aborted);
+}
+
+TEST_CASE("a bypassed north stream reset by the client instead of finished still ends normally",
+          "[server_connection][north]") {
+  conn_type conn(100);
+  hand_stream north;
+  north.send(detour::test::north_bytes(task_spec{.match_id = 2}));
+  const auto n = conn.open(north.server(), 0);
+  REQUIRE(conn.step(*n, 0) == stream_status::decision);
+  REQUIRE(conn.decide(*n, action::bypass, 0) == stream_status::active);
+  REQUIRE(north.received().size() == 4);
+  north.client().reset_write(0);
+  CHECK(conn.step(*n, 1) == stream_status::done);
+  CHECK(conn.stream(*n).error() == errc{});
+}
+
+TEST_CASE("the state enums have names for logs", "[server_connection][names]") {
+  using detour::session_state;
+  using detour::io::relay_state;
+  for (auto s : {session_state::header, session_state::payload, session_state::decision,
+                 session_state::response, session_state::relay, session_state::closing,
+                 session_state::finished, session_state::failed})
+    CHECK(std::string_view(detour::to_string(s)) != "?");
+  for (auto s : {relay_state::running, relay_state::finished, relay_state::stopped,
+                 relay_state::reset, relay_state::ended, relay_state::aborted})
+    CHECK(std::string_view(detour::io::to_string(s)) != "?");
+  for (auto s : {stream_status::active, stream_status::decision, stream_status::hello,
+                 stream_status::done, stream_status::failed})
+    CHECK(std::string_view(detour::io::to_string(s)) != "?");
+  CHECK(std::string_view(detour::to_string(session_state::relay)) == "relay");
+  CHECK(std::string_view(detour::io::to_string(stream_status::hello)) == "hello");
 }
