@@ -197,6 +197,7 @@ TEST_CASE("server_connection pairs a south stream that arrives before its north 
   CHECK(conn.step(*n, 1) == stream_status::decision);
   CHECK(conn.decide(*n, action::proceed, 2) == stream_status::active);
   CHECK(conn.partner(*n) == s);
+  CHECK(conn.stream(*conn.partner(*n)).transport() == &south.server());
   CHECK(conn.status(*s) == stream_status::active);
   CHECK(south.received() == greeting); // the south echo started with the pairing
   const auto answer = north.received();

@@ -200,6 +200,9 @@ public:
   std::uint64_t bytes_out() const noexcept { return relay_ ? relay_->bytes_out() : 0; }
   std::size_t in_flight() const noexcept { return relay_ ? relay_->in_flight() : 0; }
   bool attached() const noexcept { return stream_ != nullptr; }
+  /// The stream being driven (nullptr once detached): how a caller gets from a driver, or a
+  /// `server_connection` id, back to its own stream object (a partner's, say).
+  Stream* transport() const noexcept { return stream_; }
   const stream_options& options() const noexcept { return options_; }
 
 private:
