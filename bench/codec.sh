@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/codec.sh: the codec benchmark, in one run next to pires/go-proxyproto decoding the same
 # bytes: builds bench/codec_bench.cpp optimised (Release) in its own build directory, dumps the
 # two headers it measures, builds bench/go/main.go against Debian's
