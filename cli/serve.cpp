@@ -45,7 +45,8 @@ options:
   --idle-timeout DUR     QUIC idle timeout; above g3proxy's 60 s so its value rules
                          (default 120s)
   --header-timeout DUR   a stream must deliver its header in this time (default 10s)
-  --pair-timeout DUR     a continued task waits this long for its south stream (default 10s)
+  --pair-timeout DUR     a continued task waits this long for its south stream (default 30s,
+                         g3proxy's own stream open timeout)
   --drain-timeout DUR    on SIGINT/SIGTERM, running tasks may finish for this long (default 30s)
   --max-header-size N    largest PROXY v2 header accepted, bytes (default 4096; g3proxy's
                          are at most 536)

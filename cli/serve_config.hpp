@@ -48,8 +48,10 @@ struct serve_config {
   /// silent streams are reset. g3proxy writes a header in one go right after opening.
   timestamp header_timeout = 10 * nanoseconds_per_second;
   /// A north stream answered "continue" waits this long for its south stream. g3proxy opens it
-  /// within a round trip of our answer.
-  timestamp pair_timeout = 10 * nanoseconds_per_second;
+  /// within a round trip of our answer, but loss can delay the packet that carries it by
+  /// several retransmission timeouts; g3proxy itself gives up opening a stream after 30 s
+  /// (stream_open_timeout), so waiting longer is pointless and waiting less fails live tasks.
+  timestamp pair_timeout = 30 * nanoseconds_per_second;
   /// Largest PROXY v2 header accepted (16 + length). g3proxy's encoder buffer is 536 bytes.
   std::size_t max_header_size = 4096;
   /// Largest north payload (E6) accepted. g3proxy's WebSocket payload is a few header lines.
