@@ -2,6 +2,8 @@
 // tests/e2e/server_process.cpp: see server_process.hpp.
 #include "server_process.hpp"
 
+#include <catch2/catch_test_macros.hpp>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -101,11 +103,29 @@ server_process::server_process(std::vector<std::string> args) {
 }
 
 server_process::~server_process() {
+  // A graceful end, so that sanitizers (leak checks included) have their say: SIGTERM drains,
+  // a second SIGTERM closes at once, SIGKILL only if that hangs.
   if (running()) {
-    ::kill(pid_, SIGKILL);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
+    ::kill(pid_, SIGTERM);
+    if (!wait_exit(3 * cli::nanoseconds_per_second) && running()) {
+      ::kill(pid_, SIGTERM);
+      if (!wait_exit(5 * cli::nanoseconds_per_second) && running()) {
+        ::kill(pid_, SIGKILL);
+        int st = 0;
+        ::waitpid(pid_, &st, 0);
+      }
+    }
   }
+  // Whatever the test checked, a sanitizer report from the server fails it.
+  std::string report;
+  for (const auto& l : lines()) {
+    if (l.find("ERROR: AddressSanitizer") != std::string::npos ||
+        l.find("ERROR: LeakSanitizer") != std::string::npos ||
+        l.find("runtime error:") != std::string::npos) {
+      report += l + "\n";
+    }
+  }
+  if (!report.empty()) FAIL_CHECK("detour serve reported:\n" << report);
   if (err_fd_ >= 0) ::close(err_fd_);
   if (out_fd_ >= 0) ::close(out_fd_);
 }

@@ -370,3 +370,41 @@ TEST_CASE("serve drains on SIGTERM: running tasks finish, new connections are re
   client.pool->shutdown("done");
   CHECK(srv.wait_exit(40 * second) == 0);
 }
+
+TEST_CASE("serve resets a continued north stream whose south stream never comes",
+          "[e2e][timeout][pairing]") {
+  server_process srv({"--pair-timeout", "1s"});
+  g3_client client(srv);
+  auto& conn = dial(client);
+  stream_recorder rec;
+  const auto header = *cli::probe::g3_task::north_header(plan(0), client.pool->take_match_id(conn));
+  const std::int64_t north = conn.quic->open_stream(&rec);
+  REQUIRE(conn.quic->write_some(north, header) == header.size());
+  REQUIRE(wait(client, [&] { return rec.streams[north].data.size() >= 4; }));
+  // No south hello follows.
+  REQUIRE(wait(
+      client, [&] { return rec.streams[north].reset.has_value(); }, 5 * second));
+  CHECK(*rec.streams[north].reset == 0x100 + static_cast<std::uint64_t>(errc::pairing_expired));
+  CHECK(srv.wait_for_line({"stream.error", "error=pairing_expired", "match=0"}));
+  CHECK(srv.wait_for_line({"task.end", "how=pairing_expired"}));
+}
+
+TEST_CASE("serve resets a second north stream with a match id already in use on the connection",
+          "[e2e][pairing]") {
+  server_process srv;
+  g3_client client(srv);
+  auto& conn = dial(client);
+  stream_recorder rec;
+  const std::uint16_t match = client.pool->take_match_id(conn);
+  const auto header = *cli::probe::g3_task::north_header(plan(0), match);
+  const std::int64_t first = conn.quic->open_stream(&rec);
+  REQUIRE(conn.quic->write_some(first, header) == header.size());
+  REQUIRE(wait(client, [&] { return rec.streams[first].data.size() >= 4; }));
+  const std::int64_t second_north = conn.quic->open_stream(&rec);
+  REQUIRE(conn.quic->write_some(second_north, header) == header.size());
+  REQUIRE(wait(client, [&] { return rec.streams[second_north].reset.has_value(); }));
+  CHECK(*rec.streams[second_north].reset ==
+        0x100 + static_cast<std::uint64_t>(errc::duplicate_match_id));
+  CHECK(rec.streams[second_north].data.empty()); // refused before any answer
+  CHECK_FALSE(rec.streams[first].reset.has_value());
+}

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+// End-to-end tests of `detour serve` as a QUIC server: Retry, the connection limit, TLS session
+// resumption, certificate reload on SIGHUP, IPv6 listeners.
+#include "client.hpp"
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+
+using namespace detour;
+using namespace detour::test;
+
+namespace {
+
+constexpr cli::timestamp second = cli::nanoseconds_per_second;
+
+bool all_ok(const std::vector<cli::probe::task_result>& results) {
+  bool ok = true;
+  for (const auto& r : results) {
+    if (!r.ok()) UNSCOPED_INFO(cli::probe::to_string(r.error) << " " << r.detail);
+    ok = ok && r.ok();
+  }
+  return ok;
+}
+
+void make_certs(const std::filesystem::path& dir) {
+  REQUIRE(std::system(
+              (detour_binary() + " cert --force --out " + dir.string() + " >/dev/null").c_str()) ==
+          0);
+}
+
+} // namespace
+
+TEST_CASE("serve with --retry validates the client address first and then serves it",
+          "[e2e][quic][retry]") {
+  server_process srv({"--retry"});
+  g3_client client(srv);
+  CHECK(all_ok(client.run({plan(0), plan(1)})));
+}
+
+TEST_CASE("serve refuses connections over --max-connections and keeps serving the others",
+          "[e2e][quic][limits]") {
+  server_process srv({"--max-connections", "2", "--log-level", "debug"});
+  g3_client client(srv);
+  auto& a = client.pool->dial();
+  auto& b = client.pool->dial();
+  REQUIRE(client.pool->wait_established(a, cli::monotonic_now() + 10 * second));
+  REQUIRE(client.pool->wait_established(b, cli::monotonic_now() + 10 * second));
+  auto& c = client.pool->dial();
+  REQUIRE(
+      client.pool->run_until([&] { return c.quic->closed(); }, cli::monotonic_now() + 10 * second));
+  INFO(cli::probe::describe(c.quic->close_state()));
+  CHECK(c.quic->close_state().code == 0x2); // CONNECTION_REFUSED
+  CHECK(srv.wait_for_line({"conn.refused", "reason=\"max connections\""}));
+  CHECK(a.quic->established());
+  CHECK(b.quic->established());
+}
+
+TEST_CASE("serve issues session tickets so the next connection resumes", "[e2e][tls][resume]") {
+  server_process srv;
+  g3_client client(srv, trusting(srv), std::nullopt, 1, 1);
+  // One task per connection: the second task needs a second connection, which resumes.
+  CHECK(all_ok(client.run({plan(0), plan(1), plan(2)})));
+  CHECK(client.pool->stats().resumed >= 1);
+  CHECK(srv.wait_for_line({"conn.open", "resumed=true"}));
+}
+
+TEST_CASE("serve reloads its certificate on SIGHUP without dropping connections",
+          "[e2e][tls][reload]") {
+  temp_dir one, two;
+  make_certs(one.path);
+  make_certs(two.path);
+  temp_dir live;
+  std::filesystem::copy_file(one.path / "server.pem", live.path / "server.pem");
+  std::filesystem::copy_file(one.path / "server.key", live.path / "server.key");
+  server_process srv({"--cert", (live.path / "server.pem").string(), "--key",
+                      (live.path / "server.key").string()});
+
+  cli::tls_client_config first_ca;
+  first_ca.ca_file = (one.path / "ca.pem").string();
+  first_ca.resume_sessions = false;
+  g3_client old_client(srv, first_ca, std::nullopt, 1, 16);
+  auto& kept = old_client.pool->dial();
+  REQUIRE(old_client.pool->wait_established(kept, cli::monotonic_now() + 10 * second));
+
+  // Renew: the second set's certificate replaces the first in place.
+  std::filesystem::copy_file(two.path / "server.pem", live.path / "server.pem",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(two.path / "server.key", live.path / "server.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  srv.signal(SIGHUP);
+  REQUIRE(srv.wait_for_line({"server.reloaded"}));
+
+  // New connections present the new certificate: only the second CA verifies it.
+  cli::tls_client_config second_ca = first_ca;
+  second_ca.ca_file = (two.path / "ca.pem").string();
+  g3_client new_client(srv, second_ca);
+  CHECK(all_ok(new_client.run({plan(1)})));
+  g3_client stale_client(srv, first_ca);
+  auto& refused = stale_client.pool->dial();
+  CHECK_FALSE(stale_client.pool->wait_established(refused, cli::monotonic_now() + 5 * second));
+
+  // The connection made before the reload still works.
+  CHECK(kept.quic->established());
+  std::vector<cli::probe::task_result> results(1);
+  bool done = false;
+  old_client.pool->submit_on(kept, plan(2), [&](const cli::probe::task_result& r) {
+    results[0] = r;
+    done = true;
+  });
+  REQUIRE(old_client.pool->run_until([&] { return done; }, cli::monotonic_now() + 10 * second));
+  CHECK(all_ok(results));
+
+  // A broken file is refused and the current certificate stays.
+  {
+    std::ofstream broken(live.path / "server.pem", std::ios::trunc);
+    broken << "not a certificate\n";
+  }
+  srv.signal(SIGHUP);
+  CHECK(srv.wait_for_line({"server.reload_failed"}));
+  g3_client after_bad(srv, second_ca);
+  CHECK(all_ok(after_bad.run({plan(3)})));
+}
+
+TEST_CASE("serve listens on IPv6 and IPv4 at once", "[e2e][quic][ipv6]") {
+  server_process srv({"--listen", "[::1]:0", "--listen", "127.0.0.1:0"});
+  CHECK(srv.address().family() == AF_INET6);
+  g3_client client(srv);
+  CHECK(all_ok(client.run({plan(0)})));
+  CHECK_FALSE(srv.find_lines({"conn.open", "peer=[::1]:"}).empty());
+}
