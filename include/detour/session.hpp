@@ -314,6 +314,9 @@ private:
         append(bytes.subspan(taken, take));
         taken += take;
       }
+      // Past the fixed part the decoder has nothing to say until the header is complete, so a
+      // header sent a byte at a time costs O(size) in all, not O(size^2).
+      if (header_total_ != 0 && size_ < header_total_) return {taken, session_event::need_more};
       const auto h = ppv2::decode(stored(), options_.limits.header);
       if (h.failed()) return fail_at(h.error, h.offset, taken);
       if (h.complete()) return header_complete(h.value, bytes, taken);
