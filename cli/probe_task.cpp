@@ -249,13 +249,19 @@ bool g3_task::pump_side(task_io& io, side s) {
     if (!south_done) return true;
   }
   while (d.sent < target(s)) {
-    const std::size_t want =
-        static_cast<std::size_t>(std::min<std::uint64_t>(plan_.write_size, target(s) - d.sent));
-    scratch_.resize(want);
-    data_of(s).fill(d.sent, scratch_);
-    const std::size_t n = io.write(s, scratch_);
+    // Generate a chunk only once its predecessor was taken whole: a full send buffer refuses
+    // writes often, and regenerating what it refused would cost more than the relay itself.
+    if (d.chunk_taken == d.chunk.size()) {
+      d.chunk.resize(
+          static_cast<std::size_t>(std::min<std::uint64_t>(plan_.write_size, target(s) - d.sent)));
+      data_of(s).fill(d.sent, d.chunk);
+      d.chunk_taken = 0;
+    }
+    const std::size_t n =
+        io.write(s, std::span<const std::uint8_t>(d.chunk).subspan(d.chunk_taken));
+    d.chunk_taken += n;
     d.sent += n;
-    if (n < want) return false;
+    if (d.chunk_taken < d.chunk.size()) return false;
   }
   return true;
 }

@@ -169,8 +169,10 @@ private:
   struct direction {
     std::vector<std::uint8_t> preamble; // header (+ payload) still to write
     std::size_t preamble_sent = 0;
-    std::uint64_t sent = 0;   // relay bytes written
-    std::uint64_t echoed = 0; // relay bytes received back and verified
+    std::vector<std::uint8_t> chunk; // relay bytes generated, from offset sent - chunk_taken
+    std::size_t chunk_taken = 0;     // of chunk, accepted by the stream
+    std::uint64_t sent = 0;          // relay bytes written
+    std::uint64_t echoed = 0;        // relay bytes received back and verified
     bool fin_sent = false;
     bool fin_received = false;
     bool stopped = false; // we sent STOP_SENDING
@@ -205,7 +207,6 @@ private:
   std::uint8_t answer_[detour::response_size]{};
   std::size_t answer_size_ = 0;
   nanoseconds last_progress_ = 0;
-  std::vector<std::uint8_t> scratch_; // one relay write, generated from the pattern
 };
 
 } // namespace detour::cli::probe
