@@ -177,9 +177,11 @@ public:
     return open(w, north);
   }
 
+  /// Writes |b| (waiting for room at most the abuse wait: a server may never grant credit).
   void send(std::int64_t id, std::span<const std::uint8_t> b) {
+    const nanoseconds until = std::min(ctx_.deadline, monotonic_now() + ctx_.options.abuse_wait);
     std::size_t done = 0;
-    while (done < b.size() && !quic().closed()) {
+    while (done < b.size() && !quic().closed() && monotonic_now() < until) {
       done += quic().write_some(id, b.subspan(done));
       if (done < b.size()) pause(nanoseconds_per_millisecond);
     }

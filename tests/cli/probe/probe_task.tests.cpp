@@ -11,6 +11,7 @@
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
+#include <catch2/generators/catch_generators_range.hpp>
 
 #include <algorithm>
 #include <vector>
@@ -442,4 +443,81 @@ TEST_CASE("g3_task north header stays within 536 bytes at the limit", "[probe][t
   const auto r = detour::decode_north_request(*h);
   REQUIRE(r.complete());
   CHECK(r.value.upstream.text == p.upstream);
+}
+
+TEST_CASE("g3_task survives any sequence of server events and ends exactly once",
+          "[probe][task][robustness]") {
+  // A seeded random server: answers right or wrong, echoes, garbage, FINs, resets, STOP_SENDING,
+  // room to write, and the clock moving on. recording_io REQUIREs that nothing is written after
+  // a FIN and that FIN comes once; after done() the task must not touch its streams again.
+  const std::uint64_t seed = GENERATE(Catch::Generators::range<std::uint64_t>(1, 301));
+  const pattern dice(seed);
+  std::uint64_t roll = 0;
+  const auto next = [&](unsigned n) { return static_cast<unsigned>(dice.word(roll++) % n); };
+
+  task_plan p = small_plan(next(3) == 0 ? 0 : 1 + next(40'000));
+  p.remote_speaks_first = next(2) == 0;
+  p.ends_first = next(2) == 0 ? ender::client : ender::remote;
+  p.response_timeout = 1000 * ms;
+  p.idle_timeout = 1000 * ms;
+  g3_task t(p, static_cast<std::uint16_t>(next(3)));
+  recording_io io;
+  io.room = 1 + next(70'000);
+  nanoseconds now = 0;
+  t.start(io, now);
+  bool was_done = t.done();
+  for (int step = 0; step < 200; ++step) {
+    const side s = next(2) == 0 ? side::north : side::south;
+    now += next(300) * ms;
+    const auto before = std::make_pair(io.north.written.size(), io.south.written.size());
+    const bool fins_before = io.north.fin || io.south.fin;
+    switch (next(9)) {
+    case 0:
+      answer(t, io, static_cast<std::uint16_t>(next(3)), detour::action_from_wire(next(3)), now);
+      break;
+    case 1:
+    case 2: {
+      const std::size_t skip = s == side::north ? header_size(p, t.match_id()) : 0;
+      echo(t, io, s, skip, now, next(8) == 0);
+      break;
+    }
+    case 3: {
+      std::vector<std::uint8_t> junk(next(64));
+      dice.fill(roll++ * 64, junk);
+      t.on_data(io, s, junk, next(4) == 0, now);
+      break;
+    }
+    case 4:
+      t.on_data(io, s, {}, true, now);
+      break;
+    case 5:
+      t.on_reset(io, s, next(0x200), now);
+      break;
+    case 6:
+      t.on_stop_sending(io, s, next(2) ? std::optional<std::uint64_t>(next(9)) : std::nullopt, now);
+      break;
+    case 7:
+      io.room = next(70'000);
+      t.on_writable(io, s, now);
+      break;
+    default:
+      t.on_timer(io, now);
+      break;
+    }
+    if (was_done) {
+      // Nothing after the end: no bytes, no FIN.
+      CHECK(std::make_pair(io.north.written.size(), io.south.written.size()) == before);
+      CHECK((io.north.fin || io.south.fin) == fins_before);
+    }
+    if (t.done()) {
+      was_done = true;
+      CHECK(t.next_deadline() == 0);
+      CHECK((t.result().ok() || !t.result().detail.empty()));
+    } else {
+      CHECK(t.next_deadline() > 0);
+    }
+  }
+  // The clock alone ends whatever is left.
+  if (!t.done()) t.on_timer(io, now + 2000 * ms);
+  CHECK(t.done());
 }
