@@ -72,7 +72,7 @@ public:
     rec.elapsed = monotonic_now() - t0;
     if (!o_.json) {
       const char* verdict = rec.outcome.skipped ? "SKIP" : rec.outcome.ok ? "PASS" : "FAIL";
-      fmt::print("  {}  {:<62} {:>9}\n", verdict, name, human_duration(rec.elapsed));
+      fmt::print("  {}  {:<68} {:>9}\n", verdict, name, human_duration(rec.elapsed));
       if (!rec.outcome.detail.empty() && (!rec.outcome.ok || rec.outcome.skipped))
         fmt::print("        {}\n", rec.outcome.detail);
       std::fflush(stdout);
