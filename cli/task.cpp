@@ -43,6 +43,8 @@ struct task_set::impl {
     timestamp started = 0;
     std::optional<std::int64_t> north; // QUIC stream ids while the streams are tracked
     std::optional<std::int64_t> south;
+    std::int64_t north_stream = -1; // the same, kept for the log line
+    std::int64_t south_stream = -1;
     driver_set::stream_id north_sid = 0; // the library's id of the north stream
     bool north_final = false;
     bool south_final = false;
@@ -66,7 +68,10 @@ struct task_set::impl {
     o.stream.session.limits.header.max_header_size = c.config.max_header_size;
     o.stream.session.limits.max_payload_length =
         static_cast<std::uint32_t>(c.config.max_payload_size);
-    o.max_streams = static_cast<std::size_t>(c.config.max_streams);
+    // Twice the streams QUIC lets the client have open: a north stream that ended before its
+    // south arrived keeps its slot (for the pairing) after QUIC closed it, and must not make
+    // the library refuse a stream QUIC allowed. Slots are created on first use.
+    o.max_streams = 2 * static_cast<std::size_t>(c.config.max_streams);
     o.header_timeout = c.config.header_timeout;
     drivers = std::make_unique<driver_set>(c.config.pair_timeout, o);
   }
@@ -114,6 +119,7 @@ struct task_set::impl {
         if (const auto it = by_north.find(*p); it != by_north.end()) {
           e.owner = it->second;
           e.owner->south = e.stream.id();
+          e.owner->south_stream = e.stream.id();
         }
       }
     }
@@ -164,6 +170,8 @@ struct task_set::impl {
     ctx.log.info("task.end", {{"conn", ctx.conn_id},
                               {"task", t.id},
                               {"match", t.match_id},
+                              {"north", t.north_stream},
+                              {"south", t.south_stream},
                               {"user", t.user},
                               {"upstream", t.upstream},
                               {"protocol", t.protocol},
@@ -200,6 +208,7 @@ struct task_set::impl {
     t->decision = a;
     t->started = now;
     t->north = e.stream.id();
+    t->north_stream = e.stream.id();
     t->north_sid = sid;
     e.owner = t.get();
     by_north[sid] = t.get();
