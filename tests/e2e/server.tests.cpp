@@ -131,3 +131,20 @@ TEST_CASE("serve listens on IPv6 and IPv4 at once", "[e2e][quic][ipv6]") {
   CHECK(all_ok(client.run({plan(0)})));
   CHECK_FALSE(srv.find_lines({"conn.open", "peer=[::1]:"}).empty());
 }
+
+TEST_CASE("serve writes JSON lines with --log-format json", "[e2e][logs]") {
+  server_process srv({"--log-format", "json"});
+  g3_client client(srv);
+  CHECK(all_ok(client.run({plan(0)})));
+  const auto line = srv.wait_for_line({"\"event\":\"task.end\""});
+  REQUIRE(line);
+  CHECK(line->rfind("{\"ts\":\"", 0) == 0);
+  CHECK(line->back() == '}');
+  for (const char* field :
+       {"\"conn\":\"", "\"task\":\"", "\"match\":0", "\"upstream\":\"example.com:443\"",
+        "\"protocol\":\"http_2\"", "\"action\":\"continue\"", "\"client_bytes\":65536",
+        "\"how\":\"finished\""}) {
+    INFO(field);
+    CHECK(line->find(field) != std::string::npos);
+  }
+}

@@ -96,9 +96,14 @@ server_process::server_process(std::vector<std::string> args) {
     for (const auto& l : lines_) log += l + "\n";
     throw std::runtime_error("detour serve did not start:\n" + log);
   }
-  const auto at = line->find("addresses=");
-  std::string addr = line->substr(at + 10);
-  addr = addr.substr(0, addr.find_first_of(", "));
+  // Text ("addresses=A,B") or JSON ("addresses":"A,B") log format.
+  std::string addr;
+  if (const auto at = line->find("addresses="); at != std::string::npos) {
+    addr = line->substr(at + 10);
+  } else if (const auto j = line->find("\"addresses\":\""); j != std::string::npos) {
+    addr = line->substr(j + 13);
+  }
+  addr = addr.substr(0, addr.find_first_of(", \""));
   address_ = *cli::socket_address::parse(addr);
 }
 
