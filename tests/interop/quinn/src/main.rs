@@ -39,6 +39,7 @@ options:
   --connections N      connections that each run 16 tasks in a row (default 3)
   --bytes N            bytes each way in the large transfer (default 4194304)
   --deadline SECS      give up after this long (default 120)
+  --idle SECS          only this check: a connection idle for SECS serves a task afterwards
   --seed N             seed of the sizes and bytes (default: from the clock; printed first)
 ";
 
@@ -78,6 +79,7 @@ struct Options {
     bytes: usize,
     deadline: Duration,
     seed: Option<u64>,
+    idle: Option<u64>,
 }
 
 /// Errors are messages for the check's output line.
@@ -96,6 +98,7 @@ fn parse_options() -> Result<Options> {
         bytes: 4 << 20,
         deadline: Duration::from_secs(120),
         seed: None,
+        idle: None,
     };
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
@@ -117,6 +120,7 @@ fn parse_options() -> Result<Options> {
             "--bytes" => opts.bytes = number()?,
             "--deadline" => opts.deadline = Duration::from_secs(number()? as u64),
             "--seed" => opts.seed = Some(number()? as u64),
+            "--idle" => opts.idle = Some(number()? as u64),
             "--expect" => {
                 opts.expect = match value.as_str() {
                     "continue" => Expect::Continue,
@@ -166,7 +170,30 @@ struct Conn {
 }
 
 impl Client {
+    /// One connection, and whether it resumed a TLS session.
     async fn connect(&self) -> Result<Conn> {
+        let (mut conns, resumed) = self.connect_many(1).await?;
+        let mut c = conns.pop().expect("one connection");
+        c.resumed = resumed == 1;
+        Ok(c)
+    }
+
+    /// `n` connections at once (g3proxy's pool opens `min_idle_count` at start). A resumed
+    /// handshake is one that did not verify a certificate, so with handshakes in parallel it is
+    /// known per batch: how many of the `n` resumed.
+    async fn connect_many(&self, n: usize) -> Result<(Vec<Conn>, usize)> {
+        let before = self.verifier.full_handshakes();
+        let mut conns = Vec::new();
+        for c in join_all((0..n).map(|_| self.handshake())).await {
+            conns.push(c?);
+        }
+        let resumed = n.saturating_sub(self.verifier.full_handshakes() - before);
+        self.connections.set(self.connections.get() + n);
+        self.resumed.set(self.resumed.get() + resumed);
+        Ok((conns, resumed))
+    }
+
+    async fn handshake(&self) -> Result<Conn> {
         let server = self.opts.server;
         let local: SocketAddr =
             if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
@@ -184,17 +211,13 @@ impl Client {
         let mut config = quinn::ClientConfig::new(self.tls.clone());
         config.transport_config(Arc::new(transport));
         let name = self.opts.tls_name.clone().unwrap_or_else(|| server.ip().to_string());
-        let before = self.verifier.full_handshakes();
         let connecting =
             endpoint.connect_with(config, server, &name).map_err(|e| format!("connect: {e}"))?;
         let conn = tokio::time::timeout(STEP_TIMEOUT, connecting)
             .await
             .map_err(|_| format!("no handshake with {server} within {STEP_TIMEOUT:?}"))?
             .map_err(|e| format!("handshake with {server}: {e}"))?;
-        let resumed = self.verifier.full_handshakes() == before;
-        self.connections.set(self.connections.get() + 1);
-        self.resumed.set(self.resumed.get() + usize::from(resumed));
-        Ok(Conn { endpoint, conn, resumed })
+        Ok(Conn { endpoint, conn, resumed: false })
     }
 
     /// xorshift64*: sizes, chunking and relayed bytes (no crate needed, seeded per run).
@@ -244,10 +267,11 @@ impl Report {
     }
 }
 
-/// 16 tasks in a row on one connection (match ids 0..15), then the close g3proxy sends.
-async fn sixteen_in_a_row(client: &Client) -> Result<String> {
+/// `n` tasks in a row on one connection (match ids 0..n-1), then the close g3proxy sends. With
+/// more than 64 tasks, the streams outnumber the server's initial credit (MAX_STREAMS).
+async fn in_a_row(client: &Client, n: u16) -> Result<String> {
     let c = client.connect().await?;
-    for k in 0..TASKS_PER_CONNECTION {
+    for k in 0..n {
         let task = Task::new(client, k, PROTOCOLS[usize::from(k) % 4]);
         let s = open_streams(&c.conn).await?;
         run_task(client, task, s).await.map_err(|e| format!("task {k}: {e}"))?;
@@ -255,6 +279,22 @@ async fn sixteen_in_a_row(client: &Client) -> Result<String> {
     let resumed = c.resumed;
     c.finish().await;
     Ok(format!("resumed={resumed}"))
+}
+
+/// g3proxy's pool start: `min_idle_count` (32) connections at once, then a task on each, all
+/// at the same time, then every connection retired.
+async fn pool_start(client: &Client) -> Result<String> {
+    let (conns, resumed) = client.connect_many(32).await?;
+    let runs = conns.iter().map(|c| async move {
+        let s = open_streams(&c.conn).await?;
+        run_task(client, Task::new(client, 0, "http_2"), s).await
+    });
+    let failed: Vec<String> = join_all(runs).await.into_iter().filter_map(|r| r.err()).collect();
+    join_all(conns.into_iter().map(|c| c.finish())).await;
+    match failed.first() {
+        None => Ok(format!("{resumed} of 32 resumed")),
+        Some(e) => Err(format!("{} of 32 tasks failed; the first: {e}", failed.len())),
+    }
 }
 
 /// 16 tasks at once: streams opened in task order (as g3proxy's connection loop does), then
@@ -318,7 +358,7 @@ async fn remote_speaks_first(client: &Client) -> Result<String> {
     let c = client.connect().await?;
     let task = Task::new(client, 0, "smtp");
     let mut s = open_streams(&c.conn).await?;
-    request_continue(client, &mut s, &task).await?;
+    request_continue(client, &mut s, &task, &[]).await?;
     let dialogue: [(bool, &[u8]); 5] = [
         (false, b"220 mail.example.com ESMTP ready\r\n"),
         (true, b"EHLO client.example.org\r\n"),
@@ -356,12 +396,12 @@ async fn websocket(client: &Client) -> Result<String> {
     let task = Task::new(client, 0, "websocket");
     let payload = task.payload.len();
     let mut s = open_streams(&c.conn).await?;
-    request_continue(client, &mut s, &task).await?;
+    request_continue(client, &mut s, &task, &[]).await?;
     let mut to_remote = vec![0x82, 0xfe, 0x01, 0x00]; // masked binary frame, 256 bytes
     to_remote.extend(client.bytes(4 + 256));
     let mut to_client = vec![0x81, 0x05];
     to_client.extend_from_slice(b"hello");
-    relay(client, s, &to_remote, &to_client, false).await?;
+    relay(client, s, (&to_remote, 0), &to_client, false).await?;
     c.finish().await;
     Ok(format!("{payload}-byte payload"))
 }
@@ -371,10 +411,10 @@ async fn large(client: &Client) -> Result<String> {
     let c = client.connect().await?;
     let task = Task::new(client, 0, "http_2");
     let mut s = open_streams(&c.conn).await?;
-    request_continue(client, &mut s, &task).await?;
+    request_continue(client, &mut s, &task, &[]).await?;
     let (to_remote, to_client) = (client.bytes(client.opts.bytes), client.bytes(client.opts.bytes));
     let start = Instant::now();
-    relay(client, s, &to_remote, &to_client, false).await?;
+    relay(client, s, (&to_remote, 0), &to_client, false).await?;
     let seconds = start.elapsed().as_secs_f64();
     c.finish().await;
     let mib = client.opts.bytes as f64 / f64::from(1 << 20);
@@ -385,14 +425,61 @@ async fn large(client: &Client) -> Result<String> {
     ))
 }
 
-/// Streams that end with nothing on them (g3proxy could not encode the header): the server must
-/// take them as a quiet abort and serve the connection's next task.
+/// The largest north header g3proxy sends: its encoder holds 536 bytes, which a 253-byte host
+/// name and a long user name fill exactly.
+async fn largest_header(client: &Client) -> Result<String> {
+    let c = client.connect().await?;
+    let mut task = Task::new(client, 1, "http_2"); // IPv6 addresses
+    let host = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
+    task.upstream = format!("{host}:443");
+    task.username = Some(String::new());
+    task.username = Some("u".repeat(536 - task.north_header().len()));
+    let size = task.north_header().len();
+    let s = open_streams(&c.conn).await?;
+    run_task(client, task, s).await?;
+    c.finish().await;
+    Ok(format!("{size} bytes"))
+}
+
+/// Tasks g3proxy gives up on, each followed by a task that must work: streams that end with
+/// nothing on them (it could not encode the header), a task answered continue and dropped before
+/// the south header (its client went away), and one dropped right after the south header. Each
+/// drop is FIN on both sends and STOP_SENDING on both receives; the server must end them quietly.
 async fn quiet_abort(client: &Client) -> Result<String> {
     let c = client.connect().await?;
+    let conn = &c.conn;
+    let next = |k: u16| async move {
+        let s = open_streams(conn).await?;
+        run_task(client, Task::new(client, k, "http_2"), s)
+            .await
+            .map_err(|e| format!("task {k}: {e}"))
+    };
+    drop(open_streams(&c.conn).await?); // match id 0: nothing written
+    next(1).await?;
+    let mut s = open_streams(&c.conn).await?;
+    match request(client, &mut s, &Task::new(client, 2, "smtp")).await? {
+        0 => drop(s),
+        action => return Err(format!("task 2: answered action {action}")),
+    }
+    next(3).await?;
+    let mut s = open_streams(&c.conn).await?;
+    request_continue(client, &mut s, &Task::new(client, 4, "smtp"), b"EHLO").await?;
+    drop(s);
+    next(5).await?;
+    c.finish().await;
+    Ok(String::new())
+}
+
+/// A pooled connection left idle for `secs` (g3proxy keeps idle connections up to 300 s, with a
+/// keep-alive PING every 10 s) must still serve a task.
+async fn idle(client: &Client, secs: u64) -> Result<String> {
+    let c = client.connect().await?;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    if let Some(e) = c.conn.close_reason() {
+        return Err(format!("the connection died while idle: {e}"));
+    }
     let s = open_streams(&c.conn).await?;
-    drop(s); // FIN on both, STOP_SENDING on both
-    let s = open_streams(&c.conn).await?;
-    run_task(client, Task::new(client, 1, "http_2"), s).await?;
+    run_task(client, Task::new(client, 0, "http_2"), s).await?;
     c.finish().await;
     Ok(String::new())
 }
@@ -484,6 +571,11 @@ async fn run(client: &Client) -> usize {
         }
         _ => {}
     }
+    if let Some(secs) = client.opts.idle {
+        let name = format!("a connection idle for {secs} s on keep-alives serves a task");
+        report.check(&name, idle(client, secs).await);
+        return report.failed;
+    }
     let handshake = async {
         let c = client.connect().await?;
         let alpn = c
@@ -516,9 +608,15 @@ async fn run(client: &Client) -> usize {
         for n in 1..=client.opts.connections {
             report.check(
                 &format!("connection {n}: 16 tasks in a row, closed \"finished\""),
-                sixteen_in_a_row(client).await,
+                in_a_row(client, TASKS_PER_CONNECTION).await,
             );
         }
+        report.check(
+            "100 tasks in a row on one connection (200 streams: MAX_STREAMS raised)",
+            in_a_row(client, 100).await,
+        );
+        report
+            .check("pool start: 32 connections at once, a task on each", pool_start(client).await);
         report.check("16 tasks at once on one connection", sixteen_at_once(client).await);
         report.check(
             "smtp: the remote speaks first and ends first",
@@ -526,10 +624,8 @@ async fn run(client: &Client) -> usize {
         );
         report.check("websocket: summary payload, frames echoed", websocket(client).await);
         report.check("large transfer", large(client).await);
-        report.check(
-            "empty streams are a quiet abort; the next task works",
-            quiet_abort(client).await,
-        );
+        report.check("a 536-byte north header", largest_header(client).await);
+        report.check("abandoned tasks end quietly; the next task works", quiet_abort(client).await);
     }
     let resumption = async {
         let first = client.connect().await?;

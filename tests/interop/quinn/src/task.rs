@@ -20,8 +20,8 @@ pub struct Task {
     task_id: [u8; 16],
     client: SocketAddr,
     proxy: SocketAddr,
-    username: Option<&'static str>,
-    upstream: String,
+    pub username: Option<String>,
+    pub upstream: String,
     protocol: &'static str,
     pub payload: Vec<u8>,
 }
@@ -53,7 +53,8 @@ impl Task {
             task_id,
             client: client_addr,
             proxy,
-            username: (match_id % 2 == 1).then_some("alice"),
+            username: (match_id % 2 == 1)
+                .then(|| ["alice", "zoë"][usize::from(match_id) / 2 % 2].into()),
             upstream,
             protocol,
             payload,
@@ -92,11 +93,11 @@ impl Task {
 
     /// North: E2 username (when authenticated), E3 task id, E0 upstream, E5 match id,
     /// E4 protocol, E6 payload length; in that order, as g3proxy's `encode_client_ppv2`.
-    fn north_header(&self) -> Vec<u8> {
+    pub fn north_header(&self) -> Vec<u8> {
         let match_id = self.match_id.to_be_bytes();
         let payload_len = (self.payload.len() as u32).to_be_bytes();
         let mut tlvs: Vec<(u8, &[u8])> = Vec::new();
-        if let Some(user) = self.username {
+        if let Some(user) = &self.username {
             tlvs.push((0xe2, user.as_bytes()));
         }
         tlvs.extend([
@@ -159,11 +160,19 @@ pub async fn request(client: &Client, s: &mut Streams, task: &Task) -> Result<u1
     Ok(u16::from_be_bytes([answer[2], answer[3]]))
 }
 
-pub async fn request_continue(client: &Client, s: &mut Streams, task: &Task) -> Result<()> {
+/// The request answered continue, then the south header; `early` client bytes go out on north
+/// before the south header, as they may arrive when a packet is lost.
+pub async fn request_continue(
+    client: &Client,
+    s: &mut Streams,
+    task: &Task,
+    early: &[u8],
+) -> Result<()> {
     match request(client, s, task).await? {
         0 => {}
         action => return Err(format!("answered action {action}, expected 0 (continue)")),
     }
+    s.north_send.write_all(early).await.map_err(|e| format!("write north: {e}"))?;
     s.south_send
         .write_all(&task.south_header())
         .await
@@ -219,14 +228,15 @@ pub async fn expect_end(recv: &mut RecvStream, what: &str) -> Result<()> {
     }
 }
 
-/// Client bytes on north and remote bytes on south at the same time, each echo checked, then
+/// Client bytes on north (after the `sent` already written) and remote bytes on south at the
+/// same time, each echo checked, then
 /// closed the way g3proxy closes when the client ends: FIN south and north, wait for the north
 /// receive side to end, drop the south receive side (STOP_SENDING 0). With `eager`, the close
 /// starts as soon as the client is done, while south echoes may still be on the way.
 pub async fn relay(
     client: &Client,
     mut s: Streams,
-    to_remote: &[u8],
+    (to_remote, sent): (&[u8], usize),
     to_client: &[u8],
     eager: bool,
 ) -> Result<()> {
@@ -240,7 +250,7 @@ pub async fn relay(
     };
     tokio::time::timeout(STEP_TIMEOUT * 3, async {
         tokio::try_join!(
-            send_chunks(client, north_send, to_remote, "north"),
+            send_chunks(client, north_send, &to_remote[sent..], "north"),
             expect_echo(north_recv, to_remote, "north"),
             send_chunks(client, south_send, to_client, "south"),
             south_echo
@@ -255,12 +265,14 @@ pub async fn relay(
     Ok(())
 }
 
-/// A whole continued task with random sizes; every fourth closes eagerly.
+/// A whole continued task with random sizes. Every fourth sends client bytes before the south
+/// header; every fourth closes eagerly.
 pub async fn run_task(client: &Client, task: Task, mut s: Streams) -> Result<()> {
-    request_continue(client, &mut s, &task).await?;
     let to_remote = client.bytes(client.below(64 << 10));
     let to_client = client.bytes(client.below(64 << 10));
-    relay(client, s, &to_remote, &to_client, task.match_id % 4 == 3).await
+    let early = if task.match_id % 4 == 1 { to_remote.len().min(1000) } else { 0 };
+    request_continue(client, &mut s, &task, &to_remote[..early]).await?;
+    relay(client, s, (&to_remote, early), &to_client, task.match_id % 4 == 3).await
 }
 
 pub const PROTOCOLS: [&str; 4] = ["http_2", "websocket", "smtp", "imap"];
