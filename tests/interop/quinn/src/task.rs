@@ -228,11 +228,10 @@ pub async fn expect_end(recv: &mut RecvStream, what: &str) -> Result<()> {
     }
 }
 
-/// Client bytes on north (after the `sent` already written) and remote bytes on south at the
-/// same time, each echo checked, then
-/// closed the way g3proxy closes when the client ends: FIN south and north, wait for the north
-/// receive side to end, drop the south receive side (STOP_SENDING 0). With `eager`, the close
-/// starts as soon as the client is done, while south echoes may still be on the way.
+/// Client bytes on north (past the `sent` already written) and remote bytes on south at the same
+/// time, each echo checked, then the close g3proxy makes when the client ends: FIN on south and
+/// north, wait for the north receive side to end, drop the south receive side (STOP_SENDING 0).
+/// With `eager`, the close starts once the client is done, while south echoes are on the way.
 pub async fn relay(
     client: &Client,
     mut s: Streams,
@@ -257,7 +256,10 @@ pub async fn relay(
         )
     })
     .await
-    .map_err(|_| "relay stalled".to_string())??;
+    .map_err(|_| {
+        let (north, south) = (to_remote.len(), to_client.len());
+        format!("relay of {north} bytes north and {south} south stalled for {:?}", STEP_TIMEOUT * 3)
+    })??;
     queue_fin(&mut s.south_send);
     queue_fin(&mut s.north_send);
     expect_end(&mut s.north_recv, "north").await?;
