@@ -486,10 +486,6 @@ decode_stream_header(std::span<const std::uint8_t> bytes,
 
 namespace detail {
 
-inline std::span<const std::uint8_t> bytes_of(std::string_view s) noexcept {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-
 /// The limits an encoder checks its own output against: only what makes a request malformed.
 inline constexpr request_limits encoder_check_limits{
     ppv2::decode_limits{ppv2::max_size}, std::numeric_limits<std::uint32_t>::max(), true};
