@@ -1,17 +1,24 @@
 // SPDX-License-Identifier: MIT
 // fuzz/ppv2_roundtrip.cpp: PROXY v2 encoding against decoding (proxy-protocol.txt section 2.2).
+// 0. The CRC-32C of the input (section 2.2.3), whole and with 4 bytes zeroed, equals a bitwise
+//    computation.
 // 1. When the input decodes as a header, encoding its fields and TLVs gives the same bytes.
 // 2. The input also describes a header to build (command, family byte, addresses, TLVs, CRC32C
-//    on or off): the encoder either refuses it with one of its documented errors, or produces
-//    bytes that decode to exactly what was asked for; one byte less of buffer is refused.
+//    on or off): the encoder either refuses it with one of its documented errors (and writes
+//    nothing), or produces bytes that decode to exactly what was asked for; into a buffer of
+//    exactly that size it writes the same bytes, one byte less is refused; the factories
+//    tcp() and local() describe the same header, and a LOCAL header with the same TLVs encodes.
+#include <detour/detail/crc32c.hpp>
 #include <detour/ppv2/decode.hpp>
 #include <detour/ppv2/encode.hpp>
 
 #include "property.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -52,10 +59,29 @@ bool documented_refusal(errc e) {
   }
 }
 
+/// CRC-32C one bit at a time (RFC 4960 appendix B): the reference for detail::crc32c.
+std::uint32_t reference_crc32c(std::span<const std::uint8_t> bytes) {
+  std::uint32_t crc = 0xFFFFFFFFu;
+  for (const std::uint8_t b : bytes) {
+    crc ^= b;
+    for (int k = 0; k < 8; ++k) crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+  }
+  return crc ^ 0xFFFFFFFFu;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> input(data, size);
+
+  // 0. The table-driven CRC-32C against the bitwise one, also with a field zeroed.
+  DETOUR_FUZZ_CHECK(detail::crc32c(input) == reference_crc32c(input));
+  if (size >= 4) {
+    const std::size_t at = data[0] % (size - 3);
+    std::vector<std::uint8_t> zeroed(input.begin(), input.end());
+    std::fill_n(zeroed.begin() + static_cast<std::ptrdiff_t>(at), 4, 0);
+    DETOUR_FUZZ_CHECK(detail::crc32c_with_zeroed_field(input, at) == reference_crc32c(zeroed));
+  }
 
   // 1. decode -> encode: the same bytes.
   const auto d = ppv2::decode(input, {ppv2::max_size});
@@ -100,11 +126,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<std::uint8_t> out;
   const auto e = ppv2::encode_append(f, tlvs, out, opt);
   if (!e.ok()) {
-    DETOUR_FUZZ_CHECK(documented_refusal(e.error));
-    DETOUR_FUZZ_CHECK(out.empty());
+    DETOUR_FUZZ_CHECK(documented_refusal(e.error) && fuzz::named_error(e.error));
+    DETOUR_FUZZ_CHECK(out.empty() && e.size == 0 && e.error_code() == make_error_code(e.error));
     return 0;
   }
-  DETOUR_FUZZ_CHECK(out.size() == e.size);
+  DETOUR_FUZZ_CHECK(out.size() == e.size && !e.error_code());
   const auto back = ppv2::decode(out, {ppv2::max_size});
   DETOUR_FUZZ_CHECK(back.complete());
   DETOUR_FUZZ_CHECK(back.consumed == out.size());
@@ -120,6 +146,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     DETOUR_FUZZ_CHECK(
         std::all_of(h.unix_source().begin() + static_cast<std::ptrdiff_t>(f.unix_source.size()),
                     h.unix_source().end(), [](std::uint8_t b) { return b == 0; }));
+    DETOUR_FUZZ_CHECK(std::equal(f.unix_destination.begin(), f.unix_destination.end(),
+                                 h.unix_destination().begin()));
+    DETOUR_FUZZ_CHECK(std::all_of(
+        h.unix_destination().begin() + static_cast<std::ptrdiff_t>(f.unix_destination.size()),
+        h.unix_destination().end(), [](std::uint8_t b) { return b == 0; }));
   }
   bool crc_given = false;
   for (const auto& t : tlvs) crc_given = crc_given || t.type == 0x03;
@@ -138,8 +169,33 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   DETOUR_FUZZ_CHECK(k == tlvs.size());
 
-  // One byte less of buffer: refused, never truncated.
-  std::vector<std::uint8_t> small(out.size() - 1);
-  DETOUR_FUZZ_CHECK(ppv2::encode(f, tlvs, small, opt).error == errc::buffer_too_small);
+  // A buffer of exactly the size: the same bytes. One byte less: refused, never truncated.
+  const auto exact = std::make_unique<std::uint8_t[]>(out.size());
+  const auto e2 = ppv2::encode(f, tlvs, {exact.get(), out.size()}, opt);
+  DETOUR_FUZZ_CHECK(e2.ok() && e2.size == out.size());
+  DETOUR_FUZZ_CHECK(std::equal(out.begin(), out.end(), exact.get()));
+  DETOUR_FUZZ_CHECK(ppv2::encode(f, tlvs, {exact.get(), out.size() - 1}, opt).error ==
+                    errc::buffer_too_small);
+
+  // The factories say what they build.
+  if (f.command == ppv2::command::proxy && f.transport == ppv2::transport::stream &&
+      (f.family == ppv2::address_family::inet || f.family == ppv2::address_family::inet6)) {
+    std::vector<std::uint8_t> tcp;
+    DETOUR_FUZZ_CHECK(
+        ppv2::encode_append(ppv2::header_fields::tcp(f.source, f.destination), tlvs, tcp, opt)
+            .ok());
+    DETOUR_FUZZ_CHECK(tcp == out);
+  }
+  // Without the address block the same TLVs still make a valid (LOCAL, AF_UNSPEC) header,
+  // unless a CRC32C was given as is (it was right for the other header only).
+  if (!opt.crc32c &&
+      std::any_of(tlvs.begin(), tlvs.end(), [](const ppv2::tlv& t) { return t.type == 0x03; }))
+    return 0;
+  std::vector<std::uint8_t> local;
+  DETOUR_FUZZ_CHECK(ppv2::encode_append(ppv2::header_fields::local(), tlvs, local, opt).ok());
+  const auto l = ppv2::decode(local, {ppv2::max_size});
+  DETOUR_FUZZ_CHECK(l.complete() && l.value.command == ppv2::command::local &&
+                    l.value.family == ppv2::address_family::unspec &&
+                    l.value.tlv_block.size() == h.tlv_block.size());
   return 0;
 }
