@@ -227,9 +227,9 @@ int run_serve(args a) {
     log.info("server.listening", {{"addresses", addrs},
                                   {"action", to_string(cfg.decision)},
                                   {"mutual_tls", !cfg.client_ca_file.empty()},
-                                  {"retry", cfg.retry}});
+                                  {"retry", cfg.retry},
+                                  {"gso", srv.gso_available()}});
 
-    int exit_code = 0;
     signal_watch signals(loop, {SIGINT, SIGTERM, SIGHUP}, [&](int sig) {
       if (sig == SIGHUP) {
         try {
@@ -244,7 +244,7 @@ int run_serve(args a) {
     });
     loop.run();
     log.info("server.stopped", {{"connections", srv.stats().connections}});
-    return exit_code;
+    return 0;
   } catch (const cert_error& e) {
     log.error("server.failed", {{"error", e.what()}});
   } catch (const tls_error& e) {

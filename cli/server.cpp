@@ -263,7 +263,20 @@ void server::send_refusal(endpoint& ep, const received_datagram& d, const ngtcp2
 
 send_result server::send(endpoint& ep, const socket_address& remote, const socket_address& local,
                          std::span<const std::uint8_t> data, std::size_t segment, unsigned ecn) {
-  return ep.socket.send(&remote, &local, data, segment, ecn);
+  const bool gso = ep.socket.gso_enabled();
+  const send_result r = ep.socket.send(&remote, &local, data, segment, ecn);
+  if (gso && !ep.socket.gso_enabled()) {
+    log_.warn("udp.gso_disabled", {{"address", ep.socket.local_address().to_string()},
+                                   {"reason", "the kernel refused a segmented send"}});
+  }
+  return r;
+}
+
+bool server::gso_available() const noexcept {
+  for (const auto& ep : endpoints_) {
+    if (!ep->socket.gso_enabled()) return false;
+  }
+  return !endpoints_.empty();
 }
 
 void server::wait_writable(endpoint& ep, connection& c) {

@@ -52,6 +52,8 @@ public:
 
   /// The addresses actually bound (a port 0 in the configuration becomes the kernel's choice).
   std::vector<socket_address> local_addresses() const;
+  /// Whether every endpoint sends packet trains with UDP GSO (else one sendmmsg entry each).
+  bool gso_available() const noexcept;
 
   /// SIGINT/SIGTERM: stop accepting connections and tasks; connections close as their tasks
   /// end; after |config.drain_timeout| the rest are closed; then |on_done| runs.

@@ -33,6 +33,9 @@ namespace {
 
 // The kernel's UDP_MAX_SEGMENTS: the most datagrams one GSO send may carry.
 constexpr std::size_t max_gso_segments = 64;
+// And all of them together must fit one IP packet's 16-bit length: 65535 minus the UDP header
+// and the larger (IPv6) IP header. A bigger send fails with EINVAL/EMSGSIZE.
+constexpr std::size_t max_gso_bytes = 65535 - 8 - 40;
 // Datagrams per sendmmsg call in the fallback path.
 constexpr std::size_t max_send_batch = 64;
 // Room for the control messages of one datagram: packet info, TOS/traffic class, GRO/GSO size.
@@ -402,9 +405,10 @@ send_result udp_socket::send_gso(const socket_address* remote, const socket_addr
                                  unsigned ecn) noexcept {
   send_result result;
   while (result.bytes_sent < data.size()) {
-    const auto chunk =
-        data.subspan(result.bytes_sent)
-            .first(std::min(data.size() - result.bytes_sent, segment_size * max_gso_segments));
+    const auto chunk = data.subspan(result.bytes_sent)
+                           .first(std::min(data.size() - result.bytes_sent,
+                                           segment_size * std::min(max_gso_segments,
+                                                                   max_gso_bytes / segment_size)));
     iovec iov{const_cast<std::uint8_t*>(chunk.data()), chunk.size()};
     control_buffer control{};
     msghdr msg{};

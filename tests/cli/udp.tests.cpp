@@ -90,6 +90,25 @@ TEST_CASE("udp_socket sends a train of datagrams that arrives byte-exact", "[udp
   CHECK(joined == payload);
 }
 
+TEST_CASE("udp_socket splits a train longer than one GSO send can carry and keeps GSO",
+          "[udp][gso]") {
+  auto server = udp_socket::bound(*socket_address::parse("127.0.0.1:0"));
+  auto client = udp_socket::connected(server.local_address());
+  const bool had_gso = client.gso_enabled();
+  // 64 QUIC-sized datagrams: 92928 bytes, more than the 64 KiB one GSO send may hold.
+  constexpr std::size_t segment = 1452;
+  std::vector<std::uint8_t> payload(segment * 64);
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::uint8_t>(i / 7);
+  REQUIRE(client.send(nullptr, nullptr, payload, segment).bytes_sent == payload.size());
+  CHECK(client.gso_enabled() == had_gso); // no EINVAL mistaken for a kernel without GSO
+  CHECK(client.send_errors() == 0);
+  const auto got = receive_datagrams(server, payload.size());
+  std::vector<std::uint8_t> joined;
+  for (const auto& g : got) joined.insert(joined.end(), g.begin(), g.end());
+  CHECK(got.size() == 64);
+  CHECK(joined == payload);
+}
+
 TEST_CASE("udp_socket falls back to one datagram per send without GSO", "[udp][gso]") {
   udp_options no_gso;
   no_gso.enable_gso = false;
