@@ -4,7 +4,9 @@
 // stream ends after the input), byte 1 = seed and action, byte 2 = limits (0: defaults), then
 // the stream. Properties: the chunked outcome equals the one-shot outcome (state, error and
 // offset, kind, match id, request, payload, WebSocket summary); `consumed` never exceeds what
-// was offered; errors are sticky; the response is the encoded answer, written in pieces.
+// was offered; errors are sticky and named; a north task holds exactly the stream's header and
+// payload bytes and the request the stateless parser reads; every state has its name; the
+// response is the encoded answer, written in pieces.
 #include <detour/session.hpp>
 
 #include "property.hpp"
@@ -122,17 +124,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     DETOUR_FUZZ_CHECK(!chunked.decide(action::proceed));
     DETOUR_FUZZ_CHECK(chunked.end_of_stream().event == session_event::error);
     chunked.fail(errc::stream_reset);
-    DETOUR_FUZZ_CHECK(chunked.error() == a.error);
+    DETOUR_FUZZ_CHECK(chunked.error() == a.error && fuzz::named_error(a.error));
+    DETOUR_FUZZ_CHECK(std::string_view(to_string(chunked.state())) == "failed");
     return 0;
   }
   if (one.kind() == stream_kind::north && one.state() >= session_state::decision) {
     DETOUR_FUZZ_CHECK(same_task(one.task(), chunked.task()));
-    DETOUR_FUZZ_CHECK(one.task().payload.size() == one.task().request.payload_length);
+    const auto& task = one.task();
+    DETOUR_FUZZ_CHECK(task.payload.size() == task.request.payload_length);
+    // The session kept exactly the stream's header and payload bytes, and read the request
+    // the stateless parser reads.
+    DETOUR_FUZZ_CHECK(task.header.size() + task.payload.size() <= stream.size());
+    DETOUR_FUZZ_CHECK(std::equal(task.header.begin(), task.header.end(), stream.begin()));
+    DETOUR_FUZZ_CHECK(std::equal(task.payload.begin(), task.payload.end(),
+                                 stream.begin() + static_cast<std::ptrdiff_t>(task.header.size())));
+    const auto direct = decode_north_request(stream, options.limits);
+    DETOUR_FUZZ_CHECK(direct.complete() && direct.consumed == task.header.size() &&
+                      direct.value.match_id == task.request.match_id &&
+                      direct.value.upstream.text == task.request.upstream.text &&
+                      direct.value.payload_length == task.request.payload_length);
   }
   if (one.state() == session_state::decision) {
     const action act = seed & 1 ? action::proceed : (seed & 2 ? action::bypass : action::block);
     DETOUR_FUZZ_CHECK(chunked.decide(act));
     DETOUR_FUZZ_CHECK(!chunked.decide(act));
+    DETOUR_FUZZ_CHECK(std::string_view(to_string(chunked.state())) == "response");
     const auto expected = encode_response(chunked.match_id(), act);
     std::size_t written = 0;
     while (!chunked.pending_output().empty()) {
@@ -149,6 +165,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     else
       DETOUR_FUZZ_CHECK(st == (ends ? session_state::finished : session_state::closing));
     DETOUR_FUZZ_CHECK(chunked.decision() == act);
+    DETOUR_FUZZ_CHECK(std::string_view(to_string(st)) == (st == session_state::relay ? "relay"
+                                                          : st == session_state::closing
+                                                              ? "closing"
+                                                              : "finished"));
     // After the answer: relay bytes are not the session's, bypass/block drops them, the end
     // completes the closing, and a late failure cannot undo a finished stream.
     const auto more = chunked.feed(stream);
