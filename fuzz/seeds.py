@@ -278,6 +278,7 @@ for name, text in {
     "ser_err_value_with_crlf_makes_two_lines": "/\0host\0a\r\norigin: b",
     "ser_err_resource_with_crlf_makes_a_header": "/a\r\nhost: h",
     "ser_err_name_not_a_token": "/\0ho st\0h",
+    "ser_err_name_with_colon_space_reads_back_split": "/\0a: b\0c",
     "ser_err_empty_name": "/\0\0h",
     "ser_err_duplicate_host_mixed_case": "/\0host\0a\0HOST\0b",
     "ser_extensions_repeat": "/\0sec-websocket-extensions\0a\0sec-websocket-extensions\0b",
