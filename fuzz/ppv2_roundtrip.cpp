@@ -4,10 +4,11 @@
 //    computation.
 // 1. When the input decodes as a header, encoding its fields and TLVs gives the same bytes.
 // 2. The input also describes a header to build (command, family byte, addresses, TLVs, CRC32C
-//    on or off): the encoder either refuses it with one of its documented errors (and writes
-//    nothing), or produces bytes that decode to exactly what was asked for; into a buffer of
-//    exactly that size it writes the same bytes, one byte less is refused; the factories
-//    tcp() and local() describe the same header, and a LOCAL header with the same TLVs encodes.
+//    on or off): the encoder either refuses it with one of its documented errors, whose cause
+//    shows in what was asked (and writes nothing), or produces bytes that decode to exactly what
+//    was asked for; into a buffer of exactly that size it writes the same bytes, one byte less is
+//    refused; the factories tcp() and local() describe the same header, and a LOCAL header with the
+//    same TLVs encodes.
 #include <detour/detail/crc32c.hpp>
 #include <detour/ppv2/decode.hpp>
 #include <detour/ppv2/encode.hpp>
@@ -40,20 +41,54 @@ struct reader {
   }
 };
 
-bool documented_refusal(errc e) {
+/// A refusal is one of the encoder's documented errors, and what was asked shows its cause.
+bool explained_refusal(errc e, const ppv2::header_fields& f, const std::vector<ppv2::tlv>& tlvs,
+                       const ppv2::encode_options& opt) {
+  const auto fam = static_cast<unsigned>(f.family);
+  const auto tr = static_cast<unsigned>(f.transport);
+  const auto count = [&](std::uint8_t type) {
+    return std::count_if(tlvs.begin(), tlvs.end(),
+                         [&](const ppv2::tlv& t) { return t.type == type; });
+  };
+  const auto any = [&](std::uint8_t type, auto&& pred) {
+    return std::any_of(tlvs.begin(), tlvs.end(),
+                       [&](const ppv2::tlv& t) { return t.type == type && pred(t.value.size()); });
+  };
+  const auto always = [](std::size_t) { return true; };
+  std::size_t length = fam <= 3 ? ppv2::address_size(f.family) : 0;
+  for (const auto& t : tlvs) length += ppv2::tlv_head_size + t.value.size();
+  if (opt.crc32c && count(0x03) == 0) length += ppv2::tlv_head_size + 4;
   switch (e) {
   case errc::bad_family:
+    return fam > 3;
   case errc::bad_transport:
+    return tr > 2 || (fam == 0) != (tr == 0);
   case errc::bad_command:
+    return static_cast<unsigned>(f.command) > 1;
   case errc::address_family_mismatch:
+    return (f.family == ppv2::address_family::inet &&
+            !(f.source.ip.is_v4() && f.destination.ip.is_v4())) ||
+           (f.family == ppv2::address_family::inet6 &&
+            !(f.source.ip.is_v6() && f.destination.ip.is_v6())) ||
+           (f.family == ppv2::address_family::unix_socket &&
+            (f.unix_source.size() > 108 || f.unix_destination.size() > 108));
   case errc::tlv_value_too_long:
+    return std::any_of(tlvs.begin(), tlvs.end(),
+                       [](const ppv2::tlv& t) { return t.value.size() > 0xFFFF; });
   case errc::header_length_overflow:
-  case errc::tlv_duplicate:
-  case errc::tlv_bad_size:
-  case errc::tlv_truncated:
+    return length > 0xFFFF;
+  case errc::tlv_duplicate: // a registered single type twice, or an SSL sub-type twice
+    return count(0x01) > 1 || count(0x02) > 1 || count(0x03) > 1 || count(0x05) > 1 ||
+           count(0x20) > 1 || count(0x30) > 1 || count(0x20) == 1;
+  case errc::tlv_bad_size: // CRC32C of 4 bytes, SSL of at least 5
+    return any(0x03, [](std::size_t n) { return n != 4; }) ||
+           any(0x20, [](std::size_t n) { return n < ppv2::ssl_fixed_size; });
+  case errc::tlv_truncated: // only a caller's SSL value holds lengths the encoder does not write
+    return any(0x20, always);
   case errc::unique_id_too_long:
+    return any(0x05, [](std::size_t n) { return n > ppv2::max_unique_id_size; });
   case errc::crc32c_mismatch:
-    return true;
+    return !opt.crc32c && count(0x03) > 0;
   default:
     return false;
   }
@@ -126,7 +161,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<std::uint8_t> out;
   const auto e = ppv2::encode_append(f, tlvs, out, opt);
   if (!e.ok()) {
-    DETOUR_FUZZ_CHECK(documented_refusal(e.error) && fuzz::named_error(e.error));
+    DETOUR_FUZZ_CHECK(explained_refusal(e.error, f, tlvs, opt) && fuzz::named_error(e.error));
     DETOUR_FUZZ_CHECK(out.empty() && e.size == 0 && e.error_code() == make_error_code(e.error));
     return 0;
   }
