@@ -111,8 +111,9 @@ std::string hex(const std::uint8_t* p, std::size_t n) {
   return s;
 }
 
-// Packets handed to one GSO send: the kernel's UDP_MAX_SEGMENTS.
-constexpr std::size_t max_train_packets = 64;
+// Packets written per burst, at most (the kernel's UDP_MAX_SEGMENTS; udp_socket splits a
+// train that is larger than one GSO send may carry).
+constexpr std::size_t max_train_packets = server::max_train_packets;
 // Our Source Connection IDs: long enough to be unguessable and to route by.
 constexpr std::size_t scid_length = 18;
 
@@ -178,7 +179,6 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
     throw;
   }
   ngtcp2_conn_set_tls_native_handle(conn_, tls_->native_handle());
-  txbuf_.resize(max_train_packets * NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE);
 
   routed_.push_back(scid);
   routed_.push_back(init.client_dcid);
@@ -379,6 +379,10 @@ void connection::write() {
   ngtcp2_pkt_info pi{};
   std::array<ngtcp2_vec, 16> vecs{};
   std::size_t packets = 0;
+  // Packets are written into the server's scratch buffer (one for all connections: nothing
+  // else runs until this train is sent or, if the socket is full, copied aside).
+  const std::span<std::uint8_t> txbuf = server_.scratch();
+  train_ = txbuf.data();
   train_bytes_ = 0;
 
   while (packets < burst) {
@@ -393,7 +397,7 @@ void connection::write() {
     std::uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
     if (fin) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
     ngtcp2_ssize accepted = -1;
-    std::uint8_t* dest = txbuf_.data() + train_bytes_;
+    std::uint8_t* dest = train_ + train_bytes_;
     const ngtcp2_ssize n =
         ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, dest, max_payload, &accepted, flags,
                                   s ? s->id() : -1, vecs.data(), count, ts);
@@ -433,8 +437,7 @@ void connection::write() {
       // This packet cannot join the train: send the train, then start a new one with it.
       const std::size_t before = train_bytes_;
       if (!flush_train()) return; // the socket is full: the packet is lost, QUIC resends it
-      std::memmove(txbuf_.data(), txbuf_.data() + before, size);
-      dest = txbuf_.data();
+      std::memmove(train_, train_ + before, size);
     }
     if (train_bytes_ == 0) {
       train_segment_ = size;
@@ -452,25 +455,30 @@ void connection::write() {
 
 bool connection::flush_train() {
   if (train_bytes_ == 0) return true;
-  const std::span<const std::uint8_t> data(txbuf_.data() + blocked_from_,
-                                           train_bytes_ - blocked_from_);
+  const std::span<const std::uint8_t> data(train_, train_bytes_);
   const send_result r = server_.send(*ep_, train_remote_, local_, data, train_segment_, train_ecn_);
-  if (r.blocked) {
-    blocked_from_ += r.bytes_sent;
-    send_blocked_ = true;
-    server_.wait_writable(*ep_, *this);
-    arm_timer();
-    return false;
-  }
   train_bytes_ = 0;
-  blocked_from_ = 0;
-  return true;
+  if (!r.blocked) return true;
+  // The socket buffer is full: keep what is left (ngtcp2 counts it as sent) until EPOLLOUT.
+  blocked_.assign(data.begin() + static_cast<std::ptrdiff_t>(r.bytes_sent), data.end());
+  send_blocked_ = true;
+  server_.wait_writable(*ep_, *this);
+  arm_timer();
+  return false;
 }
 
 void connection::on_writable() {
   if (!send_blocked_ || dead_) return;
+  const send_result r =
+      server_.send(*ep_, train_remote_, local_, blocked_, train_segment_, train_ecn_);
+  if (r.blocked) {
+    blocked_.erase(blocked_.begin(), blocked_.begin() + static_cast<std::ptrdiff_t>(r.bytes_sent));
+    server_.wait_writable(*ep_, *this);
+    return;
+  }
+  blocked_.clear();
+  blocked_.shrink_to_fit();
   send_blocked_ = false;
-  if (!flush_train()) return;
   work_.schedule();
 }
 

@@ -122,13 +122,14 @@ private:
   timer timer_;
   deferred work_; // steps ready tasks, then writes
 
-  // The write loop: a train of equal-sized packets for one GSO send.
-  std::vector<std::uint8_t> txbuf_;
+  // The write loop: a train of equal-sized packets for one GSO send, in the server's scratch
+  // buffer; what the socket refused waits in blocked_ until it is writable again.
+  std::uint8_t* train_ = nullptr;
   std::size_t train_bytes_ = 0;
   std::size_t train_segment_ = 0;
   socket_address train_remote_;
   unsigned train_ecn_ = 0;
-  std::size_t blocked_from_ = 0; // first unsent byte of a train the socket refused
+  std::vector<std::uint8_t> blocked_;
   bool send_blocked_ = false;
   std::vector<std::uint8_t> close_packet_;
   std::uint64_t packets_in_closing_ = 0;

@@ -54,6 +54,7 @@ void fill_random(std::span<std::uint8_t> out) noexcept {
 
 server::server(event_loop& loop, const serve_config& config, tls_context tls, logger& log)
     : loop_(loop), config_(config), tls_(std::move(tls)), log_(log), batch_(),
+      scratch_(max_train_packets * NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE),
       reaper_(loop, [this] { reap(); }) {
   fill_random(secret_);
   for (const socket_address& a : config_.listen) {

@@ -44,6 +44,9 @@ struct server_stats {
 
 class server {
 public:
+  /// Packets a connection writes in one burst, at most (the kernel's UDP_MAX_SEGMENTS).
+  static constexpr std::size_t max_train_packets = 64;
+
   /// Binds every listen address of |config|. Throws std::system_error naming the address.
   server(event_loop& loop, const serve_config& config, tls_context tls, logger& log);
   ~server();
@@ -73,6 +76,9 @@ public:
   send_result send(endpoint& ep, const socket_address& remote, const socket_address& local,
                    std::span<const std::uint8_t> data, std::size_t segment, unsigned ecn);
   void wait_writable(endpoint& ep, connection& c);
+  /// Where a connection writes its packets before sending them: one buffer for all, since
+  /// only one connection writes at a time (max_train_packets full-sized packets).
+  std::span<std::uint8_t> scratch() noexcept { return scratch_; }
   /// The connection has ended; it is destroyed after the current callback returns.
   void connection_done(connection& c);
 
@@ -104,6 +110,7 @@ private:
   std::array<std::uint8_t, 32> secret_{};
   std::vector<std::unique_ptr<endpoint>> endpoints_;
   receive_batch batch_;
+  std::vector<std::uint8_t> scratch_;
   std::unordered_map<std::string, connection*> routes_; // CID bytes -> connection
   std::unordered_map<connection*, std::unique_ptr<connection>> connections_;
   std::vector<connection*> dead_;
