@@ -432,8 +432,10 @@ void connection::write() {
     const auto size = static_cast<std::size_t>(n);
     const socket_address remote(reinterpret_cast<const sockaddr*>(ps.path.remote.addr),
                                 ps.path.remote.addrlen);
-    if (train_bytes_ != 0 &&
-        (size > train_segment_ || !(remote == train_remote_) || pi.ecn != train_ecn_)) {
+    const socket_address local(reinterpret_cast<const sockaddr*>(ps.path.local.addr),
+                               ps.path.local.addrlen);
+    if (train_bytes_ != 0 && (size > train_segment_ || !(remote == train_remote_) ||
+                              !(local == train_local_) || pi.ecn != train_ecn_)) {
       // This packet cannot join the train: send the train, then start a new one with it.
       const std::size_t before = train_bytes_;
       if (!flush_train()) return; // the socket is full: the packet is lost, QUIC resends it
@@ -442,6 +444,7 @@ void connection::write() {
     if (train_bytes_ == 0) {
       train_segment_ = size;
       train_remote_ = remote;
+      train_local_ = local; // the path's, which may differ from the first after a migration
       train_ecn_ = pi.ecn;
     }
     train_bytes_ += size;
@@ -456,7 +459,8 @@ void connection::write() {
 bool connection::flush_train() {
   if (train_bytes_ == 0) return true;
   const std::span<const std::uint8_t> data(train_, train_bytes_);
-  const send_result r = server_.send(*ep_, train_remote_, local_, data, train_segment_, train_ecn_);
+  const send_result r =
+      server_.send(*ep_, train_remote_, train_local_, data, train_segment_, train_ecn_);
   train_bytes_ = 0;
   if (!r.blocked) return true;
   // The socket buffer is full: keep what is left (ngtcp2 counts it as sent) until EPOLLOUT.
@@ -470,7 +474,7 @@ bool connection::flush_train() {
 void connection::on_writable() {
   if (!send_blocked_ || dead_) return;
   const send_result r =
-      server_.send(*ep_, train_remote_, local_, blocked_, train_segment_, train_ecn_);
+      server_.send(*ep_, train_remote_, train_local_, blocked_, train_segment_, train_ecn_);
   if (r.blocked) {
     blocked_.erase(blocked_.begin(), blocked_.begin() + static_cast<std::ptrdiff_t>(r.bytes_sent));
     server_.wait_writable(*ep_, *this);

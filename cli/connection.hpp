@@ -128,6 +128,7 @@ private:
   std::size_t train_bytes_ = 0;
   std::size_t train_segment_ = 0;
   socket_address train_remote_;
+  socket_address train_local_;
   unsigned train_ecn_ = 0;
   std::vector<std::uint8_t> blocked_;
   bool send_blocked_ = false;
