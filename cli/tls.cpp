@@ -2,6 +2,8 @@
 // cli/tls.cpp: wolfSSL contexts and sessions for QUIC (see tls.hpp).
 #include "tls.hpp"
 
+#include "alpn.hpp"
+
 #include <wolfssl/options.h> // must precede every other wolfSSL header
 
 #include <wolfssl/ssl.h>
@@ -86,24 +88,6 @@ std::vector<std::uint8_t> encode_alpn(const std::vector<std::string>& names) {
     wire.insert(wire.end(), n.begin(), n.end());
   }
   return wire;
-}
-
-long select_alpn(const std::uint8_t* offer, std::size_t offer_len, const std::uint8_t* accepted,
-                 std::size_t accepted_len) noexcept {
-  for (std::size_t i = 0; i < offer_len;) {
-    const std::size_t len = offer[i];
-    if (len == 0 || i + 1 + len > offer_len) return -1; // malformed offer
-    for (std::size_t j = 0; j + 1 <= accepted_len;) {
-      const std::size_t alen = accepted[j];
-      if (alen == len && j + 1 + alen <= accepted_len &&
-          std::memcmp(offer + i + 1, accepted + j + 1, len) == 0) {
-        return static_cast<long>(i);
-      }
-      j += 1 + alen;
-    }
-    i += 1 + len;
-  }
-  return -1;
 }
 
 namespace {

@@ -117,10 +117,6 @@ private:
 /// empty name or one longer than 255 bytes.
 std::vector<std::uint8_t> encode_alpn(const std::vector<std::string>& names);
 
-/// The ALPN policy of tls_server_config::alpn, apart from wolfSSL so it can be tested: returns
-/// the offset in |offer| (wire form) of the selected name's length byte, or -1 when no name on
-/// |accepted| (wire form) is offered or the offer is malformed.
-long select_alpn(const std::uint8_t* offer, std::size_t offer_len, const std::uint8_t* accepted,
-                 std::size_t accepted_len) noexcept;
+// The ALPN policy itself (select_alpn) is in alpn.hpp.
 
 } // namespace detour::cli

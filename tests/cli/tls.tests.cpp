@@ -3,6 +3,7 @@
 // (checked by wolfSSL itself), loading errors that name the file.
 #include "tls.hpp"
 
+#include "alpn.hpp"
 #include "certs.hpp"
 
 #include <catch2/catch_test_macros.hpp>
