@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT
 // fuzz/ppv2_decode.cpp: PROXY v2 decoding (proxy-protocol.txt section 2.2). Input: 2 bytes of
 // chunking seed (the high byte also sizes a second decoder's storage), 1 byte choosing the size
-// limit (0: the default), then the stream's bytes.
+// limit (0: the default), then the stream's bytes. The seed also chooses a split point.
 // Properties: consumed <= size; a complete header's TLV walk ends exactly at 16 + length and
 // the typed accessors agree with it; need_more counts are exact once the fixed part is in, at
-// every step; the incremental decoder, fed pieces of fuzzer-chosen sizes and then byte by byte,
-// gives the one-shot result, stops at the header's end and keeps its result sticky; a decoder
-// with smaller storage behaves as decode() with that limit; every error has its own message;
-// a TLV walk over any bytes stays inside them and stops where no further TLV fits.
+// every step; the incremental decoder, fed pieces of fuzzer-chosen sizes, two pieces split at
+// a fuzzer-chosen point, and single bytes, gives the one-shot result, stops at the header's end
+// and keeps its result sticky; a decoder with smaller storage behaves as decode() with that
+// limit; every error has its own message; a TLV walk over any bytes stays inside them and stops
+// where no further TLV fits.
 #include <detour/ppv2/decode.hpp>
 #include <detour/request.hpp>
 
@@ -243,6 +244,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     DETOUR_FUZZ_CHECK(again.consumed == 0);
     check_same(again, one);
     check_same(d.result(), one);
+  }
+  // Two pieces, split where the fuzzer says (the seed, modulo the length).
+  {
+    const std::size_t split = seed % (in.size() + 1);
+    ppv2::decoder two({storage.get(), cap}, limits);
+    auto r = two.feed(in.first(split));
+    DETOUR_FUZZ_CHECK(r.consumed <= split);
+    std::size_t taken = r.consumed;
+    if (r.need_more()) {
+      DETOUR_FUZZ_CHECK(r.consumed == split);
+      r = two.feed(in.subspan(split));
+      taken += r.consumed;
+    }
+    check_same(r, one);
+    if (one.complete()) DETOUR_FUZZ_CHECK(taken == one.consumed);
   }
   if (in.size() <= 1024) {
     d.reset();
