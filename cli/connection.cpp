@@ -122,8 +122,9 @@ constexpr std::size_t scid_length = 18;
 connection::connection(server& srv, endpoint& ep, const socket_address& local,
                        const socket_address& remote, const initial& init, const tls_context& tls)
     : server_(srv), ep_(&ep), local_(local), remote_(remote), opened_at_(monotonic_now()),
-      timer_(srv.loop(), [this] { on_timer(); }), work_(srv.loop(), [this] { work(); }),
-      tasks_({srv.config(), srv.log(), srv.pool(), *this, log_id_}) {
+      timer_(srv.loop(), [this] { on_timer(); }),
+      work_(srv.loop(), [this] { work(); }), tx_budget_{srv.config().connection_window, 0, false},
+      tasks_({srv.config(), srv.log(), srv.pool(), *this, tx_budget_, log_id_}) {
   const serve_config& cfg = srv.config();
   ngtcp2_cid scid{};
   scid.datalen = scid_length;
@@ -341,6 +342,11 @@ void connection::on_stream_wants_to_send(quic_stream& s) {
     it->second.queued = true;
     send_queue_.push_back(s.id());
   }
+  work_.schedule();
+}
+
+void connection::on_send_budget_freed() {
+  tasks_.wake_all();
   work_.schedule();
 }
 

@@ -74,6 +74,7 @@ public:
   // --- quic_stream::listener --------------------------------------------------------------------
   void on_stream_event(quic_stream& s) override;
   void on_stream_wants_to_send(quic_stream& s) override;
+  void on_send_budget_freed() override;
 
   // --- ngtcp2 callbacks (called by the trampolines in connection.cpp) ------------------------
   int cb_handshake_completed();
@@ -143,6 +144,7 @@ private:
   std::unordered_map<std::int64_t, stream_slot> streams_;
   std::deque<std::int64_t> send_queue_;
 
+  send_budget tx_budget_; // before tasks_: their streams use it until they are destroyed
   task_set tasks_;
   connection_stats stats_;
 };

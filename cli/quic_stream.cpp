@@ -78,8 +78,19 @@ void byte_queue::clear() noexcept {
 // --- quic_stream -------------------------------------------------------------------------------
 
 quic_stream::quic_stream(ngtcp2_conn* conn, std::int64_t id, block_pool& pool,
-                         std::size_t send_limit, listener& owner) noexcept
-    : conn_(conn), id_(id), owner_(&owner), send_limit_(send_limit), rx_(pool), tx_(pool) {}
+                         std::size_t send_limit, send_budget& budget, listener& owner) noexcept
+    : conn_(conn), id_(id), owner_(&owner), send_limit_(send_limit), budget_(&budget), rx_(pool),
+      tx_(pool) {}
+
+quic_stream::~quic_stream() {
+  drop_tx();
+}
+
+void quic_stream::drop_tx() noexcept {
+  budget_->used -= tx_.size();
+  tx_.clear();
+  tx_sent_ = 0;
+}
 
 void quic_stream::consume(std::size_t n) {
   n = std::min(n, rx_.size());
@@ -110,9 +121,12 @@ void quic_stream::stop_reading(app_code code) {
 std::size_t quic_stream::write_some(std::span<const std::uint8_t> bytes) {
   if (closed_ || write_reset_ || fin_wanted_ || stop_sending_received_) return 0;
   const std::size_t room = send_limit_ > tx_.size() ? send_limit_ - tx_.size() : 0;
-  const std::size_t n = std::min(room, bytes.size());
+  const std::size_t shared = budget_->limit > budget_->used ? budget_->limit - budget_->used : 0;
+  if (shared == 0 && !bytes.empty()) budget_->starved = true;
+  const std::size_t n = std::min({room, shared, bytes.size()});
   if (n == 0) return 0;
   tx_.append(bytes.first(n));
+  budget_->used += n;
   bytes_accepted_ += n;
   owner_->on_stream_wants_to_send(*this);
   return n;
@@ -155,11 +169,17 @@ void quic_stream::on_write_shut() {
   owner_->on_stream_event(*this);
 }
 
-void quic_stream::on_acked(std::uint64_t n) noexcept {
+void quic_stream::on_acked(std::uint64_t n) {
   const auto k = static_cast<std::size_t>(std::min<std::uint64_t>(n, tx_sent_));
   tx_.pop(k);
   tx_sent_ -= k;
-  if (k != 0) owner_->on_stream_event(*this); // room to accept more
+  budget_->used -= k;
+  if (k == 0) return;
+  owner_->on_stream_event(*this); // room to accept more
+  if (budget_->starved) {
+    budget_->starved = false;
+    owner_->on_send_budget_freed();
+  }
 }
 
 void quic_stream::on_send_credit() {
@@ -176,9 +196,13 @@ void quic_stream::on_closed(std::optional<app_code> code) {
   if (!write_reset_ && !send_done && !stop_sending_received_) {
     stop_sending_received_ = code.value_or(0); // the peer stopped our send side
   }
-  tx_.clear();
-  tx_sent_ = 0;
+  const bool freed = !tx_.empty();
+  drop_tx();
   owner_->on_stream_event(*this);
+  if (freed && budget_->starved) {
+    budget_->starved = false;
+    owner_->on_send_budget_freed();
+  }
 }
 
 bool quic_stream::has_pending_send() const noexcept {

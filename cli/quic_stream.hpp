@@ -69,13 +69,23 @@ private:
   std::size_t size_ = 0;
 };
 
+/// What the streams of one connection may keep unacknowledged in total: a cap over all their
+/// send buffers, so a client that reads nothing cannot make the server hold max_streams times
+/// a stream's send limit. Owned by the connection, shared by its streams.
+struct send_budget {
+  std::size_t limit = 0;
+  std::size_t used = 0;
+  bool starved = false; ///< a write found it exhausted: wake the streams when it frees up
+};
+
 /// One bidirectional stream. Owned by the application (the task it belongs to), not by ngtcp2:
 /// it outlives ngtcp2's interest in the stream, which ends with on_closed().
 ///
 /// The receive side holds at most the stream's flow-control window, because credit is extended
 /// only in consume(). The send side accepts at most |send_limit| bytes that the peer has not
-/// acknowledged yet; write_some() returns 0 beyond that, which is the back-pressure the relay
-/// waits on. Memory per stream is therefore bounded by window + send_limit.
+/// acknowledged yet (and no more than the connection's send_budget leaves); write_some()
+/// returns 0 beyond that, which is the back-pressure the relay waits on. Memory per stream is
+/// therefore bounded by window + send_limit, and per connection by its window + its budget.
 class quic_stream {
 public:
   /// Tells the owner that something changed (data, FIN, reset, STOP_SENDING, room to send,
@@ -83,13 +93,16 @@ public:
   struct listener {
     virtual void on_stream_event(quic_stream& s) = 0;
     virtual void on_stream_wants_to_send(quic_stream& s) = 0;
+    /// The connection's send budget was exhausted and has room again: every stream may write.
+    virtual void on_send_budget_freed() = 0;
 
   protected:
     ~listener() = default;
   };
 
   quic_stream(ngtcp2_conn* conn, std::int64_t id, block_pool& pool, std::size_t send_limit,
-              listener& owner) noexcept;
+              send_budget& budget, listener& owner) noexcept;
+  ~quic_stream();
   quic_stream(const quic_stream&) = delete;
   quic_stream& operator=(const quic_stream&) = delete;
 
@@ -123,7 +136,7 @@ public:
   /// value) until on_closed() brings the real one.
   void on_write_shut();
   /// acked_stream_data_offset: the next |n| sent bytes were acknowledged.
-  void on_acked(std::uint64_t n) noexcept;
+  void on_acked(std::uint64_t n);
   /// extend_max_stream_data: the peer gave more send credit.
   void on_send_credit();
   /// stream_close: ngtcp2 forgot the stream. Returns the connection credit of bytes still
@@ -155,11 +168,13 @@ public:
 
 private:
   void return_rx_credit() noexcept;
+  void drop_tx() noexcept;
 
   ngtcp2_conn* conn_;
   std::int64_t id_;
   listener* owner_;
   std::size_t send_limit_;
+  send_budget* budget_;
   byte_queue rx_;
   byte_queue tx_;
   std::size_t tx_sent_ = 0; // bytes of tx_ (from its front) already handed to ngtcp2

@@ -55,7 +55,7 @@ struct task_set::impl {
 
   struct stream_entry {
     stream_entry(ngtcp2_conn* conn, std::int64_t id, impl& m)
-        : stream(conn, id, m.ctx.pool, m.ctx.config.send_buffer, m.ctx.listener) {}
+        : stream(conn, id, m.ctx.pool, m.ctx.config.send_buffer, m.ctx.budget, m.ctx.listener) {}
     quic_stream stream;
     std::optional<driver_set::stream_id> sid; // the library's id, until released
     task* owner = nullptr;
@@ -258,6 +258,17 @@ void task_set::on_event(quic_stream& s) {
   if (auto* e = m.find(s.id()); e && !e->ready) {
     e->ready = true;
     m.ready.push_back(s.id());
+  }
+}
+
+void task_set::wake_all() {
+  impl& m = *impl_;
+  if (m.closed) return;
+  for (auto& [id, e] : m.streams) {
+    if (!e->ready && !e->final_seen) {
+      e->ready = true;
+      m.ready.push_back(id);
+    }
   }
 }
 

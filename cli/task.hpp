@@ -41,6 +41,7 @@ public:
     logger& log;
     block_pool& pool;
     quic_stream::listener& listener; ///< the connection
+    send_budget& budget;             ///< the connection's cap on unacknowledged echo bytes
     const std::string& conn_id;      ///< for log lines
   };
 
@@ -55,6 +56,8 @@ public:
   void on_event(quic_stream& s);
   /// Steps every stream that had events.
   void step(timestamp now);
+  /// Marks every stream for the next step() (the connection's send budget has room again).
+  void wake_all();
   /// ngtcp2 closed |s| (quic_stream::on_closed ran): it is freed once its task is logged.
   void on_closed(quic_stream& s, timestamp now);
 

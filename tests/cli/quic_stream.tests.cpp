@@ -97,3 +97,73 @@ TEST_CASE("block_pool keeps at most its idle limit and frees the rest", "[quic_s
   CHECK((again == blocks[0] || again == blocks[1]));
   pool.put(again);
 }
+
+namespace {
+
+// Counts what a stream tells its owner. No ngtcp2 connection: the calls below never reach it.
+struct recorder final : quic_stream::listener {
+  int events = 0;
+  int wants_to_send = 0;
+  int budget_freed = 0;
+  void on_stream_event(quic_stream&) override { ++events; }
+  void on_stream_wants_to_send(quic_stream&) override { ++wants_to_send; }
+  void on_send_budget_freed() override { ++budget_freed; }
+};
+
+} // namespace
+
+TEST_CASE("quic_stream accepts writes up to its send limit and the connection's budget",
+          "[quic_stream][budget]") {
+  block_pool pool;
+  send_budget budget{100'000, 0, false};
+  recorder owner;
+  quic_stream a(nullptr, 0, pool, 80'000, budget, owner);
+  quic_stream b(nullptr, 4, pool, 80'000, budget, owner);
+  const auto data = sequence(90'000);
+
+  CHECK(a.write_some(data) == 80'000); // its own limit
+  CHECK(a.write_some(data) == 0);
+  CHECK(b.write_some(data) == 20'000); // what the connection has left
+  CHECK(budget.used == 100'000);
+  CHECK(b.write_some(data) == 0);
+  CHECK(budget.starved);
+  CHECK(owner.wants_to_send == 2);
+
+  // ngtcp2 takes 30 000 bytes of a and the peer acknowledges them: room for everyone again.
+  a.on_written(30'000, false);
+  a.on_acked(30'000);
+  CHECK(budget.used == 70'000);
+  CHECK(owner.budget_freed == 1);
+  CHECK_FALSE(budget.starved);
+  CHECK(b.write_some(data) == 30'000);
+  CHECK(a.tx_buffered() == 50'000);
+  CHECK(b.tx_buffered() == 50'000);
+}
+
+TEST_CASE("quic_stream gives its share of the budget back when it goes", "[quic_stream][budget]") {
+  block_pool pool;
+  send_budget budget{1'000'000, 0, false};
+  recorder owner;
+  {
+    quic_stream a(nullptr, 0, pool, 500'000, budget, owner);
+    CHECK(a.write_some(sequence(300'000)) == 300'000);
+    CHECK(budget.used == 300'000);
+  }
+  CHECK(budget.used == 0);
+  CHECK(pool.in_use() == 0);
+}
+
+TEST_CASE("quic_stream takes nothing more after close_write or a STOP_SENDING", "[quic_stream]") {
+  block_pool pool;
+  send_budget budget{1'000'000, 0, false};
+  recorder owner;
+  quic_stream a(nullptr, 0, pool, 500'000, budget, owner);
+  CHECK(a.write_some(sequence(10)) == 10);
+  a.close_write();
+  CHECK(a.write_some(sequence(10)) == 0);
+  quic_stream b(nullptr, 4, pool, 500'000, budget, owner);
+  b.on_write_shut(); // ngtcp2 refused a write: the peer sent STOP_SENDING
+  CHECK(b.send_stopped() == std::optional<detour::app_code>(0));
+  CHECK(b.write_some(sequence(10)) == 0);
+  CHECK_FALSE(b.has_pending_send());
+}
