@@ -114,6 +114,13 @@ std::string hex(const std::uint8_t* p, std::size_t n) {
 // Packets written per burst, at most (the kernel's UDP_MAX_SEGMENTS; udp_socket splits a
 // train that is larger than one GSO send may carry).
 constexpr std::size_t max_train_packets = server::max_train_packets;
+// What a connection's streams may keep unacknowledged together: its receive window, but never
+// less than g3proxy's 16 tasks per connection x 2 streams x a full send buffer, so that slow
+// readers among a connection's tasks never hold back its healthy ones.
+std::size_t echo_budget(const serve_config& c) {
+  return std::max<std::size_t>(c.connection_window, 2 * 16 * c.send_buffer);
+}
+
 // Our Source Connection IDs: long enough to be unguessable and to route by.
 constexpr std::size_t scid_length = 18;
 
@@ -123,7 +130,7 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
                        const socket_address& remote, const initial& init, const tls_context& tls)
     : server_(srv), ep_(&ep), local_(local), remote_(remote), opened_at_(monotonic_now()),
       timer_(srv.loop(), [this] { on_timer(); }),
-      work_(srv.loop(), [this] { work(); }), tx_budget_{srv.config().connection_window, 0, false},
+      work_(srv.loop(), [this] { work(); }), tx_budget_{echo_budget(srv.config()), 0, false},
       tasks_({srv.config(), srv.log(), srv.pool(), *this, tx_budget_, log_id_}) {
   const serve_config& cfg = srv.config();
   ngtcp2_cid scid{};

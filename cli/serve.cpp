@@ -52,8 +52,8 @@ options:
                          are at most 536)
   --max-payload-size N   largest north payload accepted, bytes (default 65536)
   --stream-window N      receive window per stream, bytes (default 262144)
-  --connection-window N  receive window per connection, and the most echo bytes it keeps
-                         unacknowledged, bytes (default 4194304)
+  --connection-window N  receive window per connection, bytes (default 4194304); also caps
+                         the echo it keeps unacknowledged (at least 32 x --send-buffer)
   --send-buffer N        unacknowledged bytes kept per stream (default 262144)
   --retry                validate client addresses with a QUIC Retry first
   --state-dir DIR        folder of the development certificates (default

@@ -60,8 +60,8 @@ struct serve_config {
   /// a stream buffers before its echo catches up.
   std::uint64_t stream_window = 256 * 1024;
   /// Per-connection receive window (initial_max_data, never auto-grown), and the cap on echo
-  /// bytes all of a connection's streams keep until acknowledged: with both, a connection holds
-  /// at most twice this, whatever the client does.
+  /// bytes all of a connection's streams keep until acknowledged (but at least 32 send buffers:
+  /// g3proxy's 16 tasks x 2 streams; connection.cpp echo_budget).
   std::uint64_t connection_window = 4 * 1024 * 1024;
   /// Bytes a stream keeps that the peer has not acknowledged yet; the echo waits beyond this.
   std::size_t send_buffer = 256 * 1024;
