@@ -235,7 +235,7 @@ cert_set_paths cert_set_paths::in(const std::filesystem::path& dir) {
 
 cert_set_paths ensure_development_certs(const std::filesystem::path& dir, bool& created) {
   created = false;
-  const cert_set_paths paths = cert_set_paths::in(dir);
+  cert_set_paths paths = cert_set_paths::in(dir);
   if (std::filesystem::exists(paths.server_certificate) &&
       std::filesystem::exists(paths.server_key)) {
     return paths;

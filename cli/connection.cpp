@@ -118,7 +118,7 @@ constexpr std::size_t max_train_packets = server::max_train_packets;
 // less than g3proxy's 16 tasks per connection x 2 streams x a full send buffer, so that slow
 // readers among a connection's tasks never hold back its healthy ones.
 std::size_t echo_budget(const serve_config& c) {
-  return std::max<std::size_t>(c.connection_window, 2 * 16 * c.send_buffer);
+  return std::max<std::size_t>(c.connection_window, std::size_t{2 * 16} * c.send_buffer);
 }
 
 // Our Source Connection IDs: long enough to be unguessable and to route by.

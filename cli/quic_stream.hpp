@@ -24,7 +24,7 @@ namespace detour::cli {
 class block_pool {
 public:
   /// 16 KiB: a dozen QUIC packets per block, few blocks per window.
-  static constexpr std::size_t block_size = 16 * 1024;
+  static constexpr std::size_t block_size = std::size_t{16} * 1024;
 
   explicit block_pool(std::size_t max_idle = 64) noexcept : max_idle_(max_idle) {}
   ~block_pool();

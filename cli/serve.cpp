@@ -141,11 +141,11 @@ bool parse_options(args a, serve_config& cfg) {
     } else if (r.is("--max-payload-size")) {
       cfg.max_payload_size = r.number(0, 1u << 24);
     } else if (r.is("--stream-window")) {
-      cfg.stream_window = r.number(16 * 1024, 1u << 30);
+      cfg.stream_window = r.number(std::uint64_t{16} * 1024, 1u << 30);
     } else if (r.is("--connection-window")) {
-      cfg.connection_window = r.number(64 * 1024, 1ull << 34);
+      cfg.connection_window = r.number(std::uint64_t{64} * 1024, 1ull << 34);
     } else if (r.is("--send-buffer")) {
-      cfg.send_buffer = r.number(16 * 1024, 1u << 30);
+      cfg.send_buffer = r.number(std::uint64_t{16} * 1024, 1u << 30);
     } else if (r.is("--retry")) {
       r.flag();
       cfg.retry = true;

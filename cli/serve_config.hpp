@@ -55,16 +55,16 @@ struct serve_config {
   /// Largest PROXY v2 header accepted (16 + length). g3proxy's encoder buffer is 536 bytes.
   std::size_t max_header_size = 4096;
   /// Largest north payload (E6) accepted. g3proxy's WebSocket payload is a few header lines.
-  std::size_t max_payload_size = 64 * 1024;
+  std::size_t max_payload_size = std::size_t{64} * 1024;
   /// Per-stream receive window (initial_max_stream_data_bidi_remote, never auto-grown): the most
   /// a stream buffers before its echo catches up.
-  std::uint64_t stream_window = 256 * 1024;
+  std::uint64_t stream_window = std::uint64_t{256} * 1024;
   /// Per-connection receive window (initial_max_data, never auto-grown), and the cap on echo
   /// bytes all of a connection's streams keep until acknowledged (but at least 32 send buffers:
   /// g3proxy's 16 tasks x 2 streams; connection.cpp echo_budget).
-  std::uint64_t connection_window = 4 * 1024 * 1024;
+  std::uint64_t connection_window = std::uint64_t{4} * 1024 * 1024;
   /// Bytes a stream keeps that the peer has not acknowledged yet; the echo waits beyond this.
-  std::size_t send_buffer = 256 * 1024;
+  std::size_t send_buffer = std::size_t{256} * 1024;
   /// On SIGINT/SIGTERM: how long running tasks may finish before every connection is closed.
   timestamp drain_timeout = 30 * nanoseconds_per_second;
   /// QUIC handshake deadline.

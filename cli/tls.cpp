@@ -46,7 +46,7 @@ constexpr int state_ex_index = 0;
 // groups of four upper-case hex digits ("0000:...:0001"), not the short form. Empty when |name|
 // is no address.
 std::string wolfssl_ip_text(std::string_view name) {
-  const std::string s(name);
+  std::string s(name);
   std::array<unsigned char, 16> a{};
   if (::inet_pton(AF_INET, s.c_str(), a.data()) == 1) return s;
   if (::inet_pton(AF_INET6, s.c_str(), a.data()) != 1) return {};
