@@ -261,6 +261,15 @@ int connection::cb_handshake_completed() {
                       {"resumed", tls_->resumed()},
                       {"client_cert", client.empty() ? std::string_view("-") : client}});
   if (shutting_down_) tasks_.refuse_new();
+  if (server_.config().retry) {
+    // RFC 9000 §8.1.3: a token for the next connection from this address, which then needs no
+    // Retry round trip.
+    std::array<std::uint8_t, NGTCP2_CRYPTO_MAX_REGULAR_TOKENLEN> token{};
+    const ngtcp2_ssize n = ngtcp2_crypto_generate_regular_token(
+        token.data(), server_.secret().data(), server_.secret().size(),
+        reinterpret_cast<const ngtcp2_sockaddr*>(remote_.data()), remote_.size(), token_time());
+    if (n > 0) (void)ngtcp2_conn_submit_new_token(conn_, token.data(), static_cast<std::size_t>(n));
+  }
   return 0;
 }
 

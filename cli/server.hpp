@@ -26,6 +26,11 @@ namespace detour::cli {
 /// Fills |out| with cryptographically random bytes (getrandom); aborts if the kernel cannot.
 void fill_random(std::span<std::uint8_t> out) noexcept;
 
+/// The time stamped into Retry and NEW_TOKEN tokens. The key behind them (server::secret) is
+/// random per process, so a token never outlives the process anyway: the monotonic clock
+/// serves as well as a wall clock and never jumps.
+timestamp token_time() noexcept;
+
 /// One listening socket.
 struct endpoint {
   udp_socket socket;
