@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: MIT
-// cli/task.hpp: the detour tasks of one connection (g3proxy stream detour, PROTOCOL-NOTES "One
-// task", "Closing", "Pairing"), built from the library: each client stream runs a
-// detour::stream_session up to its header, north requests are answered with the configured
-// action, south streams meet their north in a detour::pairing_table, and each stream is echoed
-// onto itself by a detour::io::relay with real flow control.
+// cli/task.hpp: the detour tasks of one connection (g3proxy stream detour, docs/protocol.md "One
+// task"), run by the library's io::server_connection: each client stream's header is read, north
+// requests are answered with the configured action, south streams meet their north by match id,
+// and each stream is echoed onto itself with real flow control.
 #pragma once
 
 #include "event_loop.hpp"
