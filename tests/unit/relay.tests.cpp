@@ -118,8 +118,9 @@ TEST_CASE("a relay waits for room and gives credit back only for bytes the sink 
     REQUIRE(from.b().consumed_total() == to.a().written_total());
   }
   r.pump(to.b());
-  std::vector<std::uint8_t> expected(data);
-  expected.insert(expected.end(), data.begin(), data.begin() + 30);
+  std::vector<std::uint8_t> expected(data.size() + 30); // all of data, then its first 30 bytes
+  std::copy(data.begin(), data.end(), expected.begin());
+  std::copy_n(data.begin(), 30, expected.begin() + static_cast<std::ptrdiff_t>(data.size()));
   CHECK(r.kept == expected);
   CHECK(fwd.state() == relay_state::running); // no FIN from the sender yet
 }
