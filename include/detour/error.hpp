@@ -113,6 +113,10 @@ enum class errc : int {
   /// The other stream of the task ended abnormally (reset, failed, expired), so this one was
   /// ended too.
   partner_aborted = 40,
+  /// Detour: a south hello's match id has no north request answered "continue" on this
+  /// connection (g3proxy writes the south hello only after reading that answer), and
+  /// io::server_options::accept_south_first is off.
+  unknown_match_id = 41,
 };
 
 /// The enumerator's name ("bad_signature"), for logs and machine-readable output; empty for a
@@ -199,6 +203,8 @@ constexpr std::string_view errc_name(errc e) noexcept {
     return "task_ended";
   case errc::partner_aborted:
     return "partner_aborted";
+  case errc::unknown_match_id:
+    return "unknown_match_id";
   }
   return {};
 }
@@ -291,6 +297,8 @@ public:
       return "task ended by the inspection hook";
     case errc::partner_aborted:
       return "the task's other stream ended abnormally";
+    case errc::unknown_match_id:
+      return "south stream's match id has no north request";
     }
     return "unknown detour error";
   }
