@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: MIT
+// fuzz/policy.cpp: the rules file parser of `detour serve --policy` (cli/policy.hpp) on hostile
+// text. Input: the file. Properties: a policy comes back exactly when no error was reported;
+// every issue has a message and a position inside the file (line 1 for an empty one); and for a
+// few fixed requests, decide() returns the default or a rule of the policy that matches, with
+// no earlier rule matching (first match wins).
+#include "../cli/policy.hpp"
+
+#include "property.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace {
+
+detour::north_request request(std::string_view protocol, std::string_view upstream,
+                              std::optional<std::string_view> user, detour::ip_address client) {
+  detour::north_request r;
+  r.protocol_name = protocol;
+  r.protocol = detour::protocol_from_name(protocol);
+  if (const auto up = detour::parse_upstream(upstream)) r.upstream = *up;
+  r.username = user;
+  r.client = {client, 40000};
+  return r;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  const auto r = detour::cli::policy::parse(text);
+  DETOUR_FUZZ_CHECK(r.ok() == r.errors.empty());
+  const std::size_t lines =
+      static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
+  for (const auto* issues : {&r.errors, &r.warnings}) {
+    for (const auto& e : *issues) {
+      DETOUR_FUZZ_CHECK(!e.message.empty());
+      DETOUR_FUZZ_CHECK(e.line >= 1 && e.line <= lines);
+      DETOUR_FUZZ_CHECK(e.column >= 1);
+    }
+  }
+  if (!r.ok()) return 0;
+  const detour::cli::policy& p = *r.value;
+  const detour::north_request requests[] = {
+      request("smtp", "mail.example.com:25", "alice", detour::ip_address::v4(10, 1, 2, 3)),
+      request("http_2", "192.0.2.7:443", std::nullopt, detour::ip_address::v4(192, 0, 2, 10)),
+      request("websocket", "[2001:db8::1]:8080", "bob", *detour::parse_ip("2001:db8:1::5")),
+  };
+  for (const auto& req : requests) {
+    const auto& chosen = p.decide(req);
+    (void)detour::cli::describe(chosen);
+    const auto ip = detour::parse_ip(req.upstream.host);
+    const auto rules = p.rules();
+    bool found = false;
+    for (const auto& rule : rules) {
+      if (&rule == &chosen) {
+        found = true;
+        DETOUR_FUZZ_CHECK(detour::cli::policy::matches(rule, req, ip));
+        break;
+      }
+      DETOUR_FUZZ_CHECK(!detour::cli::policy::matches(rule, req, ip));
+    }
+    DETOUR_FUZZ_CHECK(found || &chosen == &p.fallback());
+    DETOUR_FUZZ_CHECK(!chosen.capture || chosen.decision == detour::action::proceed);
+  }
+  return 0;
+}
