@@ -5,6 +5,7 @@
 #include "args.hpp"
 #include "commands.hpp"
 #include "probe_pattern.hpp"
+#include "probe_script.hpp"
 
 #include <detour/websocket_payload.hpp>
 
@@ -72,6 +73,9 @@ load and handshakes:
   --tasks N               tasks to run (default 1000; handshakes: 200)
   --concurrency N         tasks in flight at once (default 64; handshakes: 8)
   --bytes SIZE            relay bytes each way per task (default 16k; handshakes: 1k)
+  --relay-data KIND       load: pattern (default: --bytes of seeded data) or protocol: a real
+                          conversation of --protocol (smtp, imap, http_2, websocket), in turns,
+                          for servers that inspect or capture what they relay
 throughput:
   --streams K             tasks at once (default 1)
   --bytes SIZE            bytes each way per task (default 64m)
@@ -223,6 +227,11 @@ parsed parse(args a) {
     } else if (r.is("--bytes")) {
       o.bytes = parse_size(r);
       p.bytes_given = true;
+    } else if (r.is("--relay-data")) {
+      const std::string_view v = r.value();
+      if (v != "pattern" && v != "protocol")
+        throw usage_error("--relay-data wants pattern or protocol, not '" + std::string(v) + "'");
+      o.protocol_data = v == "protocol";
     } else if (r.is("--streams")) {
       o.streams = r.number(1, 10'000);
     } else if (r.is("--case")) {
@@ -246,6 +255,12 @@ parsed parse(args a) {
     if (!p.bytes_given) o.bytes = 1024;
   }
   if (o.mode == "throughput" && !p.bytes_given) o.bytes = 64 * 1024 * 1024;
+  if (o.protocol_data) {
+    if (o.mode != "load") throw usage_error("--relay-data protocol is for the load mode");
+    if (!protocol_script(o.protocol))
+      throw usage_error("--relay-data protocol knows smtp, imap, http_2 and websocket, not '" +
+                        o.protocol + "'");
+  }
   if (o.deadline == 0) o.deadline = (o.mode == "check" ? 5 : 10) * 60 * nanoseconds_per_second;
   return p;
 }
@@ -292,6 +307,13 @@ task_plan protocol_plan(const probe_options& o, std::string_view protocol, std::
               static_cast<std::uint16_t>(20000 + index % 40000)};
   p.proxy = {detour::ip_address::v4(192, 0, 2, 1), 3128};
   if (p.verify_echo) p.client_bytes = p.remote_bytes = bytes;
+  if (o.protocol_data) {
+    p.script = protocol_script(protocol);
+    if (p.script) {
+      p.client_bytes = p.script->client.size();
+      p.remote_bytes = p.script->remote.size();
+    }
+  }
   if (protocol == "websocket") {
     p.upstream = "chat.example.com:443";
     static constexpr std::pair<std::string_view, std::string_view> headers[] = {

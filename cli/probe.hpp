@@ -41,6 +41,9 @@ struct probe_options {
   std::optional<detour::action> expect = detour::action::proceed;
   std::uint64_t seed = 1;
   std::string protocol = "http_2";
+  /// load: relay a real conversation of --protocol (probe_script.hpp) instead of --bytes of
+  /// the seeded pattern.
+  bool protocol_data = false;
   // load, handshakes
   std::uint64_t tasks = 1000;
   std::uint64_t concurrency = 64;

@@ -220,11 +220,11 @@ void g3_task::take_echo(task_io& io, side s, std::span<const std::uint8_t> bytes
                    now);
       return;
     }
-    const std::size_t at = data_of(s).mismatch(d.echoed, bytes);
+    const std::size_t at = mismatch(s, d.echoed, bytes);
     if (at != pattern::npos) {
       fail_and_end(io, failure::data_mismatch, s,
                    fmt::format("{} echo differs at relay offset {}: sent {:#04x}, got {:#04x}",
-                               to_string(s), d.echoed + at, data_of(s).at(d.echoed + at),
+                               to_string(s), d.echoed + at, data_at(s, d.echoed + at),
                                bytes[at]),
                    now);
       return;
@@ -242,19 +242,20 @@ bool g3_task::pump_side(task_io& io, side s) {
     d.preamble_sent += n;
   }
   if (phase_ != phase::relay) return true;
-  if (s == side::north && plan_.remote_speaks_first) {
+  if (s == side::north && plan_.remote_speaks_first && !plan_.script) {
     // The remote's greeting first: north stays silent until south's echo is complete.
     const bool south_done =
         plan_.verify_echo ? south_.echoed == plan_.remote_bytes : south_.sent == plan_.remote_bytes;
     if (!south_done) return true;
   }
-  while (d.sent < target(s)) {
+  const std::uint64_t limit = allowed(s);
+  while (d.sent < limit) {
     // Generate a chunk only once its predecessor was taken whole: a full send buffer refuses
     // writes often, and regenerating what it refused would cost more than the relay itself.
     if (d.chunk_taken == d.chunk.size()) {
       d.chunk.resize(
-          static_cast<std::size_t>(std::min<std::uint64_t>(plan_.write_size, target(s) - d.sent)));
-      data_of(s).fill(d.sent, d.chunk);
+          static_cast<std::size_t>(std::min<std::uint64_t>(plan_.write_size, limit - d.sent)));
+      fill(s, d.sent, d.chunk);
       d.chunk_taken = 0;
     }
     const std::size_t n =
@@ -264,6 +265,40 @@ bool g3_task::pump_side(task_io& io, side s) {
     if (d.chunk_taken < d.chunk.size()) return false;
   }
   return true;
+}
+
+void g3_task::fill(side s, std::uint64_t offset, std::span<std::uint8_t> out) const noexcept {
+  if (const auto* script = script_of(s)) {
+    std::copy_n(script->begin() + static_cast<std::ptrdiff_t>(offset), out.size(), out.begin());
+  } else {
+    data_of(s).fill(offset, out);
+  }
+}
+
+std::uint8_t g3_task::data_at(side s, std::uint64_t offset) const noexcept {
+  const auto* script = script_of(s);
+  return script ? (*script)[offset] : data_of(s).at(offset);
+}
+
+std::size_t g3_task::mismatch(side s, std::uint64_t offset,
+                              std::span<const std::uint8_t> bytes) const {
+  const auto* script = script_of(s);
+  if (!script) return data_of(s).mismatch(offset, bytes);
+  for (std::size_t i = 0; i < bytes.size(); ++i)
+    if (bytes[i] != (*script)[offset + i]) return i;
+  return pattern::npos;
+}
+
+std::uint64_t g3_task::allowed(side s) const noexcept {
+  if (!plan_.script) return target(s);
+  std::uint64_t north = 0;
+  std::uint64_t south = 0;
+  const auto back = [this](const direction& d) { return plan_.verify_echo ? d.echoed : d.sent; };
+  for (const relay_turn& t : plan_.script->turns) {
+    if (back(north_) < north || back(south_) < south) break; // an earlier turn is still out
+    (t.from == side::north ? north : south) += t.bytes;
+  }
+  return std::min(s == side::north ? north : south, target(s));
 }
 
 void g3_task::pump(task_io& io, nanoseconds now) {

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -60,6 +61,21 @@ enum class failure : std::uint8_t {
 };
 std::string_view to_string(failure f) noexcept;
 
+/// One turn of a scripted relay: `bytes` more bytes from one side.
+struct relay_turn {
+  side from = side::north;
+  std::size_t bytes = 0;
+};
+
+/// Relay data given as it is (a protocol conversation) instead of the seeded pattern: each
+/// side's bytes in order, and the turns that interleave them. A turn is sent once every earlier
+/// turn has come back (or, without echo checks, has been sent).
+struct relay_script {
+  std::vector<std::uint8_t> client; ///< north: all client turns, concatenated
+  std::vector<std::uint8_t> remote; ///< south: all remote turns, concatenated
+  std::vector<relay_turn> turns;
+};
+
 /// What the task sends, and what it expects back.
 struct task_plan {
   // North header fields, as g3proxy fills them (request.hpp north_request).
@@ -85,6 +101,9 @@ struct task_plan {
   bool verify_echo = true;
   /// Seeds of the relay data (pattern) of each direction.
   std::uint64_t seed = 1;
+  /// Scripted relay data instead of the pattern; client_bytes and remote_bytes must then be
+  /// the script's sizes (and remote_speaks_first is left to the script's turns).
+  std::shared_ptr<const relay_script> script;
 
   /// Bounds of every wait.
   nanoseconds response_timeout = 60'000'000'000; ///< g3proxy's request_timeout
@@ -185,6 +204,17 @@ private:
   const pattern& data_of(side s) const noexcept {
     return s == side::north ? north_data_ : south_data_;
   }
+  // The relay bytes of a side: the script's, else the pattern's.
+  const std::vector<std::uint8_t>* script_of(side s) const noexcept {
+    if (!plan_.script) return nullptr;
+    return s == side::north ? &plan_.script->client : &plan_.script->remote;
+  }
+  void fill(side s, std::uint64_t offset, std::span<std::uint8_t> out) const noexcept;
+  std::uint8_t data_at(side s, std::uint64_t offset) const noexcept;
+  std::size_t mismatch(side s, std::uint64_t offset, std::span<const std::uint8_t> bytes) const;
+  // How far a side may send now: everything, or with a script the turns whose predecessors
+  // are all back.
+  std::uint64_t allowed(side s) const noexcept;
 
   void on_answer(task_io& io, nanoseconds now);
   void take_echo(task_io& io, side s, std::span<const std::uint8_t> bytes, nanoseconds now);
