@@ -3,8 +3,10 @@
 // and encode of a typical north header (TCP4, all six custom TLVs, no payload) and of a HAProxy
 // header with SSL TLVs and CRC32C. Reports the median ns per header over rounds and the heap
 // allocations per call, counted by a replacement global operator new.
-//   codec_bench [--rounds N] [--round-ms MS] [--json] [--dump DIR]
+//   codec_bench [--rounds N] [--round-ms MS] [--json] [--dump DIR] [--only NAME --calls N]
 // --dump DIR writes the two headers (north.bin, haproxy.bin) for the Go comparison program.
+// --only NAME --calls N runs one benchmark's body exactly N times, untimed: for instruction
+// counts (bench/codec.sh runs it under callgrind with two values of N and takes the difference).
 #include <detour/ppv2/decode.hpp>
 #include <detour/ppv2/encode.hpp>
 #include <detour/request.hpp>
@@ -21,6 +23,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 // --- Allocation counting ------------------------------------------------------------------------
@@ -61,6 +64,12 @@ template <class T>
 inline void keep(const T& value) {
   asm volatile("" : : "r,m"(value) : "memory");
 }
+
+/// One benchmark: `body(n)` does the measured work n times.
+struct bench_case {
+  std::string name;
+  std::function<void(std::size_t)> body;
+};
 
 struct figures {
   std::string name;
@@ -160,7 +169,7 @@ void print(const figures& f, bool json, bool last) {
         f.name.c_str(), f.median_ns, f.p25_ns, f.p75_ns, f.min_ns, f.allocs_per_call,
         last ? "" : ",");
   } else {
-    std::printf("%-36s median %8.2f ns  (p25 %.2f, p75 %.2f, min %.2f)  allocs/call %.3f\n",
+    std::printf("%-44s median %8.2f ns  (p25 %.2f, p75 %.2f, min %.2f)  allocs/call %.3f\n",
                 f.name.c_str(), f.median_ns, f.p25_ns, f.p75_ns, f.min_ns, f.allocs_per_call);
   }
 }
@@ -171,7 +180,8 @@ int main(int argc, char** argv) {
   int rounds = 31;
   double round_ms = 20;
   bool json = false;
-  std::string dump;
+  std::string dump, only;
+  std::size_t calls = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--rounds" && i + 1 < argc)
@@ -182,9 +192,13 @@ int main(int argc, char** argv) {
       json = true;
     else if (a == "--dump" && i + 1 < argc)
       dump = argv[++i];
+    else if (a == "--only" && i + 1 < argc)
+      only = argv[++i];
+    else if (a == "--calls" && i + 1 < argc)
+      calls = std::strtoull(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr,
-                   "usage: codec_bench [--rounds N] [--round-ms MS] [--json] [--dump DIR]\n");
+      std::fprintf(stderr, "usage: codec_bench [--rounds N] [--round-ms MS] [--json] [--dump DIR]\n"
+                           "                   [--only NAME --calls N]\n");
       return 2;
     }
   }
@@ -209,8 +223,11 @@ int main(int argc, char** argv) {
   std::vector<std::uint8_t> out(4096);
   std::vector<std::uint8_t> storage(ppv2::decode_limits{}.max_header_size);
 
-  std::vector<figures> all;
-  all.push_back(measure("north: decode_north_request", rounds, round_ms, [&](std::size_t n) {
+  std::vector<bench_case> cases;
+  const auto add = [&](std::string name, std::function<void(std::size_t)> body) {
+    cases.push_back({std::move(name), std::move(body)});
+  };
+  add("north: decode_north_request", [&](std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
       const auto r = decode_north_request({north_ptr, north.size()});
       keep(r.value.match_id);
@@ -218,15 +235,30 @@ int main(int argc, char** argv) {
       keep(r.value.task_id);
       keep(r.status);
     }
-  }));
-  all.push_back(measure("north: ppv2::decode only", rounds, round_ms, [&](std::size_t n) {
+  });
+  add("north: ppv2::decode only", [&](std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
       const auto r = ppv2::decode({north_ptr, north.size()});
       keep(r.value.source);
       keep(r.status);
     }
-  }));
-  all.push_back(measure("north: ppv2::decoder, one piece", rounds, round_ms, [&](std::size_t n) {
+  });
+  add("north: ppv2::decoder alone, one piece", [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      ppv2::decoder d(storage);
+      const auto r = d.feed({north_ptr, north.size()});
+      keep(r.value.source);
+      keep(r.status);
+    }
+  });
+  add("north: decode_stream_header", [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto s = decode_stream_header({north_ptr, north.size()});
+      keep(s.value.north.match_id);
+      keep(s.status);
+    }
+  });
+  add("north: ppv2::decoder + parse_stream_header", [&](std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
       ppv2::decoder d(storage);
       const auto r = d.feed({north_ptr, north.size()});
@@ -234,8 +266,8 @@ int main(int argc, char** argv) {
       keep(s.value.north.match_id);
       keep(s.status);
     }
-  }));
-  all.push_back(measure("north: encode_north_request", rounds, round_ms, [&](std::size_t n) {
+  });
+  add("north: encode_north_request", [&](std::size_t n) {
     north_request r;
     r.client = {ip_address::v4(192, 168, 0, 1), 56324};
     r.proxy = {ip_address::v4(192, 168, 0, 11), 443};
@@ -248,28 +280,38 @@ int main(int argc, char** argv) {
       keep(e.size);
       keep(out[30]);
     }
-  }));
-  all.push_back(
-      measure("haproxy ssl: ppv2::decode + TLVs read", rounds, round_ms, [&](std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) {
-          const auto r = ppv2::decode({haproxy_ptr, haproxy.size()});
-          const auto ssl = r.value.ssl();
-          keep(r.value.authority());
-          keep(r.value.unique_id());
-          keep(ssl->cn());
-          keep(ssl->version());
-          keep(ssl->cipher());
-          keep(r.status);
-        }
-      }));
-  all.push_back(
-      measure("haproxy ssl: ppv2::encode with CRC32C", rounds, round_ms, [&](std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) {
-          const auto e = ppv2::encode(ha_fields, ha_tlvs, out, {true});
-          keep(e.size);
-          keep(out[30]);
-        }
-      }));
+  });
+  add("haproxy ssl: ppv2::decode + TLVs read", [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto r = ppv2::decode({haproxy_ptr, haproxy.size()});
+      const auto ssl = r.value.ssl();
+      keep(r.value.authority());
+      keep(r.value.unique_id());
+      keep(ssl->cn());
+      keep(ssl->version());
+      keep(ssl->cipher());
+      keep(r.status);
+    }
+  });
+  add("haproxy ssl: ppv2::encode with CRC32C", [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto e = ppv2::encode(ha_fields, ha_tlvs, out, {true});
+      keep(e.size);
+      keep(out[30]);
+    }
+  });
+
+  if (!only.empty()) {
+    for (const bench_case& c : cases)
+      if (c.name == only) {
+        c.body(calls);
+        return 0;
+      }
+    std::fprintf(stderr, "codec_bench: no benchmark named \"%s\"\n", only.c_str());
+    return 2;
+  }
+  std::vector<figures> all;
+  for (const bench_case& c : cases) all.push_back(measure(c.name, rounds, round_ms, c.body));
 
   if (json)
     std::printf("{\"north_bytes\":%zu,\"haproxy_bytes\":%zu,\"results\":[\n", north.size(),
