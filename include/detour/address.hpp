@@ -4,6 +4,7 @@
 // with allocation-free text forms (RFC 5952 for IPv6) and a strict text parser.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -29,14 +30,16 @@ struct ip_address {
   }
   /// From 4 bytes in network order.
   static constexpr ip_address v4(std::span<const std::uint8_t, 4> bytes) noexcept {
-    return v4(bytes[0], bytes[1], bytes[2], bytes[3]);
+    // Copied as a block: compilers then move the bytes as one word, not one by one.
+    ip_address ip;
+    std::copy(bytes.begin(), bytes.end(), ip.octets.begin());
+    return ip;
   }
   /// From 16 bytes in network order.
   static constexpr ip_address v6(std::span<const std::uint8_t, 16> bytes) noexcept {
-    const auto& o = bytes;
-    return {ip_family::v6,
-            {o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12], o[13],
-             o[14], o[15]}};
+    ip_address ip{ip_family::v6, {}};
+    std::copy(bytes.begin(), bytes.end(), ip.octets.begin());
+    return ip;
   }
 
   constexpr bool is_v4() const noexcept { return family == ip_family::v4; }

@@ -457,7 +457,8 @@ inline decode_result<north_request>
 decode_north_request(std::span<const std::uint8_t> bytes,
                      const request_limits& limits = {}) noexcept {
   detail::detour_scanner scanner;
-  const auto h = ppv2::detail::decode_with(bytes, limits.header, scanner);
+  const auto h = ppv2::detail::result_of(
+      ppv2::detail::check_header(bytes, limits.header, scanner), bytes);
   if (!h.complete()) return h.rebind(north_request{});
   detail::failure f = detail::check_tcp_proxy(h.value);
   if (f.error == errc{}) f = scanner.first;

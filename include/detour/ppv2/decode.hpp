@@ -100,25 +100,28 @@ constexpr socket_address endpoint(address_family f, const std::uint8_t* a,
   return {};
 }
 
-/// The outcome of the checks on the 16-byte fixed part (or as much of it as is there).
-struct fixed_part {
-  decode_status status = decode_status::need_more; ///< complete: the fixed part is valid
+/// The outcome of the checks on a header, or on as much of its start as is there, without the
+/// view: small enough to pass around cheaply, and the view is built once, at the end.
+struct header_check {
+  decode_status status = decode_status::need_more; ///< complete: everything checked is valid
   errc error = {};
   std::size_t offset = 0;
-  std::size_t needed = 0; ///< need_more: bytes missing up to the fixed part
+  std::size_t needed = 0; ///< need_more: bytes missing (up to the fixed part, or exact)
   std::size_t total = 0;  ///< complete: the header's size, 16 + length
 };
 
+constexpr header_check check_failed(errc e, std::size_t at) noexcept {
+  return {decode_status::error, e, at, 0, 0};
+}
+constexpr header_check check_needs(std::size_t needed) noexcept {
+  return {decode_status::need_more, errc{}, 0, needed, 0};
+}
+
 /// The checks of the fixed part, each as soon as its byte is there: signature, version and
 /// command, family and transport, then the length against the address block and the limit.
-constexpr fixed_part check_fixed_part(std::span<const std::uint8_t> bytes,
-                                      const decode_limits& limits) noexcept {
-  const auto fail = [](errc e, std::size_t at) {
-    return fixed_part{decode_status::error, e, at, 0, 0};
-  };
-  const auto more = [](std::size_t needed) {
-    return fixed_part{decode_status::need_more, errc{}, 0, needed, 0};
-  };
+/// Complete when the 16 bytes are in and valid, `total` then being the header's size.
+constexpr header_check check_fixed_part(std::span<const std::uint8_t> bytes,
+                                        const decode_limits& limits) noexcept {
   const std::size_t n = bytes.size();
 
   // §2.2: the signature, checked byte by byte so a stranger is refused at the first byte (when
@@ -127,66 +130,52 @@ constexpr fixed_part check_fixed_part(std::span<const std::uint8_t> bytes,
   if (std::is_constant_evaluated() || sig_have < signature.size() ||
       std::memcmp(bytes.data(), signature.data(), signature.size()) != 0) {
     for (std::size_t i = 0; i < sig_have; ++i)
-      if (bytes[i] != signature[i]) return fail(errc::bad_signature, i);
+      if (bytes[i] != signature[i]) return check_failed(errc::bad_signature, i);
   }
-  if (n <= 12) return more(fixed_size - n);
+  if (n <= 12) return check_needs(fixed_size - n);
 
   // §2.2: "the highest four bits contains the version ... must always be \x2"; the command is
   // LOCAL or PROXY, "receivers must drop connections presenting unexpected values here".
   const std::uint8_t ver_cmd = bytes[12];
-  if ((ver_cmd >> 4) != 0x2) return fail(errc::bad_version, 12);
-  if ((ver_cmd & 0xF) > 0x1) return fail(errc::bad_command, 12);
-  if (n == 13) return more(fixed_size - n);
+  if ((ver_cmd >> 4) != 0x2) return check_failed(errc::bad_version, 12);
+  if ((ver_cmd & 0xF) > 0x1) return check_failed(errc::bad_command, 12);
+  if (n == 13) return check_needs(fixed_size - n);
 
   // §2.2: "other values are unspecified ... and must be rejected as invalid by receivers".
   // Only the listed bytes are valid: 00 (UNSPEC) and 11 12 21 22 31 32.
   const std::uint8_t family_nibble = bytes[13] >> 4;
   const std::uint8_t transport_nibble = bytes[13] & 0xF;
-  if (family_nibble > 0x3) return fail(errc::bad_family, 13);
+  if (family_nibble > 0x3) return check_failed(errc::bad_family, 13);
   if (transport_nibble > 0x2 || (family_nibble == 0) != (transport_nibble == 0))
-    return fail(errc::bad_transport, 13);
-  if (n < fixed_size) return more(fixed_size - n);
+    return check_failed(errc::bad_transport, 13);
+  if (n < fixed_size) return check_needs(fixed_size - n);
 
   const std::size_t length = ::detour::detail::load_be16(bytes.data() + 14);
   // §2.2: the address block must fit in the declared length, for LOCAL too ("receivers MUST
   // always consider this field to skip the appropriate number of bytes").
   if (length < address_size(static_cast<address_family>(family_nibble)))
-    return fail(errc::address_block_too_short, 14);
-  if (fixed_size + length > limits.max_header_size) return fail(errc::header_too_large, 14);
+    return check_failed(errc::address_block_too_short, 14);
+  if (fixed_size + length > limits.max_header_size) return check_failed(errc::header_too_large, 14);
   return {decode_status::complete, errc{}, 0, 0, fixed_size + length};
 }
 
-/// decode(), calling `on_tlv(type, offset, length)` for each TLV as the walk validates it, so
-/// that a layer above can read the TLVs it cares about in the same pass (the result stays
-/// decode()'s, whatever the visitor does).
+/// The checks after the fixed part, on a whole header whose fixed part check_fixed_part()
+/// accepted (`header` is exactly its 16 + length bytes): the TLV walk, calling
+/// `on_tlv(type, offset, length)` for each TLV as the walk validates it, then the CRC32C.
 template <class OnTlv>
-constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> bytes,
-                                                 const decode_limits& limits,
-                                                 OnTlv&& on_tlv) noexcept {
-  using result = decode_result<header_view>;
-  constexpr auto fail = result::fail;
-  const fixed_part fp = check_fixed_part(bytes, limits);
-  if (fp.status == decode_status::error) return fail(fp.error, fp.offset);
-  if (fp.status == decode_status::need_more) return result::more(fp.needed);
-  const std::size_t n = bytes.size();
-  const std::size_t total = fp.total;
-  if (n < total) return result::more(total - n);
-  const std::uint8_t ver_cmd = bytes[12];
-  const std::uint8_t transport_nibble = bytes[13] & 0xF;
-  const auto family = static_cast<address_family>(bytes[13] >> 4);
-  const std::size_t length = total - fixed_size;
-  const std::size_t addr_size = address_size(family);
-  const std::uint8_t* p = bytes.data();
+constexpr header_check check_tlvs(std::span<const std::uint8_t> header, OnTlv&& on_tlv) noexcept {
+  const std::uint8_t* p = header.data();
+  const std::size_t total = header.size();
 
   // §2.2 (pp2_tlv): walk the TLVs; the walk must end exactly at 16 + length.
   std::uint32_t seen = 0;
   std::size_t crc_at = 0; // offset of the CRC32C TLV, 0 when absent
-  std::size_t pos = fixed_size + addr_size;
+  std::size_t pos = fixed_size + address_size(static_cast<address_family>(p[13] >> 4));
   while (pos < total) {
-    if (total - pos < tlv_head_size) return fail(errc::tlv_truncated, pos);
+    if (total - pos < tlv_head_size) return check_failed(errc::tlv_truncated, pos);
     const std::uint8_t type = p[pos];
     const std::size_t len = ::detour::detail::load_be16(p + pos + 1);
-    if (len > total - pos - tlv_head_size) return fail(errc::tlv_truncated, pos);
+    if (len > total - pos - tlv_head_size) return check_failed(errc::tlv_truncated, pos);
     on_tlv(type, pos, len);
     // Registered types (all up to 0x30) have rules; the others are kept as they are.
     if (type > to_byte(tlv_type::netns)) {
@@ -194,22 +183,22 @@ constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> b
       continue;
     }
     if (const std::uint32_t bit = single_tlv_bit(type)) {
-      if (seen & bit) return fail(errc::tlv_duplicate, pos);
+      if (seen & bit) return check_failed(errc::tlv_duplicate, pos);
       seen |= bit;
     }
     switch (type) {
     case to_byte(tlv_type::crc32c): // §2.2.3: a 32-bit number
-      if (len != 4) return fail(errc::tlv_bad_size, pos);
+      if (len != 4) return check_failed(errc::tlv_bad_size, pos);
       crc_at = pos;
       break;
     case to_byte(tlv_type::unique_id): // §2.2.5: "up to 128 bytes"
-      if (len > max_unique_id_size) return fail(errc::unique_id_too_long, pos);
+      if (len > max_unique_id_size) return check_failed(errc::unique_id_too_long, pos);
       break;
     case to_byte(tlv_type::ssl): { // §2.2.6: client (1), verify (4), sub-TLVs
-      if (len < ssl_fixed_size) return fail(errc::tlv_bad_size, pos);
+      if (len < ssl_fixed_size) return check_failed(errc::tlv_bad_size, pos);
       const std::size_t sub_at = pos + tlv_head_size + ssl_fixed_size;
-      const auto sub = check_ssl_sub_tlvs(bytes.subspan(sub_at, len - ssl_fixed_size), sub_at);
-      if (sub.failed()) return fail(sub.error, sub.offset);
+      const auto sub = check_ssl_sub_tlvs(header.subspan(sub_at, len - ssl_fixed_size), sub_at);
+      if (sub.failed()) return check_failed(sub.error, sub.offset);
       break;
     }
     default:
@@ -223,22 +212,47 @@ constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> b
   if (crc_at != 0) {
     const std::size_t field = crc_at + tlv_head_size;
     const std::uint32_t sent = ::detour::detail::load_be32(p + field);
-    if (::detour::detail::crc32c_with_zeroed_field(bytes.first(total), field) != sent)
-      return fail(errc::crc32c_mismatch, crc_at);
+    if (::detour::detail::crc32c_with_zeroed_field(header, field) != sent)
+      return check_failed(errc::crc32c_mismatch, crc_at);
   }
+  return {decode_status::complete, errc{}, 0, 0, total};
+}
 
-  const std::uint8_t* a = p + fixed_size;
-  // Every member given: compilers then write the result once, without clearing it first.
-  return result{decode_status::complete,
-                errc{},
-                total,
-                0,
-                0,
-                header_view{static_cast<command>(ver_cmd & 0xF), family,
-                            static_cast<transport>(transport_nibble), endpoint(family, a, false),
-                            endpoint(family, a, true), bytes.first(total),
-                            bytes.subspan(fixed_size, addr_size),
-                            bytes.subspan(fixed_size + addr_size, length - addr_size)}};
+/// Every check of decode(), in its order, calling `on_tlv(type, offset, length)` for each TLV
+/// as the walk validates it, so that a layer above can read the TLVs it cares about in the
+/// same pass (the outcome stays decode()'s, whatever the visitor does).
+template <class OnTlv>
+constexpr header_check check_header(std::span<const std::uint8_t> bytes,
+                                    const decode_limits& limits, OnTlv&& on_tlv) noexcept {
+  const header_check fixed = check_fixed_part(bytes, limits);
+  if (fixed.status != decode_status::complete) return fixed;
+  if (bytes.size() < fixed.total) return check_needs(fixed.total - bytes.size());
+  return check_tlvs(bytes.first(fixed.total), on_tlv);
+}
+
+/// The view of a header that check_header() accepted; `header` is exactly its bytes.
+constexpr header_view view_of(std::span<const std::uint8_t> header) noexcept {
+  const auto family = static_cast<address_family>(header[13] >> 4);
+  const std::size_t addr_size = address_size(family);
+  const std::uint8_t* a = header.data() + fixed_size;
+  return header_view{static_cast<command>(header[12] & 0xF),
+                     family,
+                     static_cast<transport>(header[13] & 0xF),
+                     endpoint(family, a, false),
+                     endpoint(family, a, true),
+                     header,
+                     header.subspan(fixed_size, addr_size),
+                     header.subspan(fixed_size + addr_size)};
+}
+
+/// The decode_result of a check over `bytes`. Every member given: compilers then write the
+/// result once, without clearing it first.
+constexpr decode_result<header_view> result_of(const header_check& c,
+                                               std::span<const std::uint8_t> bytes) noexcept {
+  using result = decode_result<header_view>;
+  if (c.status == decode_status::complete)
+    return result{c.status, errc{}, c.total, 0, 0, view_of(bytes.first(c.total))};
+  return result{c.status, c.error, 0, c.needed, c.offset, header_view{}};
 }
 
 } // namespace detail
@@ -260,7 +274,7 @@ constexpr decode_result<header_view> decode_with(std::span<const std::uint8_t> b
 /// last the CRC32C (offset of the CRC32C TLV).
 constexpr decode_result<header_view> decode(std::span<const std::uint8_t> bytes,
                                             const decode_limits& limits = {}) noexcept {
-  return detail::decode_with(bytes, limits, detail::ignore_tlvs{});
+  return detail::result_of(detail::check_header(bytes, limits, detail::ignore_tlvs{}), bytes);
 }
 
 /// An incremental PROXY v2 decoder: feed it the bytes of a stream in pieces of any size (down
@@ -282,7 +296,7 @@ public:
     limits_.max_header_size = std::min(limits_.max_header_size, storage_.size());
     // Storage that cannot even hold the fixed part can hold no header at all.
     if (storage_.size() < fixed_size)
-      last_ = decode_result<header_view>::fail(errc::header_too_large, 0);
+      last_ = detail::result_of(detail::check_failed(errc::header_too_large, 0), {});
   }
 
   /// Takes from `piece` what belongs to the header.
@@ -297,6 +311,16 @@ public:
       again.consumed = 0;
       return again;
     }
+    // The usual case first: a whole header in the first piece is checked where it is (the
+    // checks need not wait for the copy), then copied.
+    if (size_ == 0) {
+      const auto c = detail::check_header(piece, limits_, detail::ignore_tlvs{});
+      if (c.status == decode_status::complete) {
+        std::memcpy(storage_.data(), piece.data(), c.total);
+        size_ = c.total;
+        return settle(c, c.total);
+      }
+    }
     std::size_t taken = 0;
     const auto take_up_to = [&](std::size_t target) {
       const std::size_t take = std::min(target - size_, piece.size() - taken);
@@ -304,24 +328,19 @@ public:
       size_ += take;
       taken += take;
     };
-    // The fixed part first (checked as it arrives), then exactly up to the end of the header:
-    // one full decode, when the last byte is in.
+    // The fixed part first (checked as it arrives), then exactly up to the end of the header,
+    // whose other checks run once, when its last byte is in.
     if (size_ < fixed_size) take_up_to(fixed_size);
-    const auto fp =
+    detail::header_check c =
         detail::check_fixed_part(std::span<const std::uint8_t>(storage_.data(), size_), limits_);
-    if (fp.status != decode_status::complete) {
-      last_ = fp.status == decode_status::error
-                  ? decode_result<header_view>::fail(fp.error, fp.offset)
-                  : decode_result<header_view>::more(fp.needed);
-    } else {
-      take_up_to(fp.total);
-      last_ = size_ < fp.total
-                  ? decode_result<header_view>::more(fp.total - size_)
-                  : decode(std::span<const std::uint8_t>(storage_.data(), size_), limits_);
+    if (c.status == decode_status::complete) {
+      const std::size_t total = c.total;
+      take_up_to(total);
+      c = size_ < total ? detail::check_needs(total - size_)
+                        : detail::check_tlvs(std::span<const std::uint8_t>(storage_.data(), total),
+                                             detail::ignore_tlvs{});
     }
-    auto r = last_;
-    r.consumed = taken;
-    return r;
+    return settle(c, taken);
   }
 
   /// Bytes of the header stored so far.
@@ -331,16 +350,27 @@ public:
   /// Forgets everything and starts on a new header.
   void reset() noexcept {
     size_ = 0;
-    last_ = storage_.size() < fixed_size
-                ? decode_result<header_view>::fail(errc::header_too_large, 0)
-                : decode_result<header_view>::more(fixed_size);
+    last_ = detail::result_of(storage_.size() < fixed_size
+                                  ? detail::check_failed(errc::header_too_large, 0)
+                                  : detail::check_needs(fixed_size),
+                              {});
   }
 
 private:
+  /// Records the outcome of a check over the stored bytes and returns it as feed()'s result.
+  decode_result<header_view> settle(const detail::header_check& c, std::size_t taken) noexcept {
+    // Built where it is returned, then recorded. Copying the record instead, just written in
+    // narrow stores, into the result makes the wide loads of the copy wait for those stores.
+    auto r = detail::result_of(c, std::span<const std::uint8_t>(storage_.data(), size_));
+    last_ = r;
+    r.consumed = taken;
+    return r;
+  }
+
   std::span<std::uint8_t> storage_;
   decode_limits limits_;
   std::size_t size_ = 0;
-  decode_result<header_view> last_ = decode_result<header_view>::more(fixed_size);
+  decode_result<header_view> last_ = detail::result_of(detail::check_needs(fixed_size), {});
 };
 
 } // namespace detour::ppv2
