@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace detour {
 
@@ -108,28 +109,48 @@ inline constexpr auto host_chars = [] {
   for (unsigned c = 0x21; c < 0x100; ++c) t[c] = c != 0x7F && c != ':' && c != '[' && c != ']';
   return t;
 }();
+
+/// True when every byte of `host` is one of host_chars. Four bytes a step without a branch per
+/// byte, the last step overlapping the one before so that it ends at the end (host names are
+/// short: a loop that stops at the first bad byte spends more on its branches than on bytes).
+constexpr bool all_host_chars(std::string_view host) noexcept {
+  const std::size_t n = host.size();
+  const auto ok = [&](std::size_t i) -> unsigned {
+    return host_chars[static_cast<unsigned char>(host[i])];
+  };
+  if (n < 4) return n == 0 || (ok(0) & ok(n / 2) & ok(n - 1)) != 0;
+  const auto four = [&](std::size_t i) { return ok(i) & ok(i + 1) & ok(i + 2) & ok(i + 3); };
+  unsigned all = four(n - 4);
+  for (std::size_t i = 0; i + 4 < n; i += 4) all &= four(i);
+  return all != 0;
+}
 } // namespace detail
 
 /// Splits "host:port". The host is a name or IPv4 address, or an IPv6 address in brackets (the
 /// bracketed part must be an IPv6 address); it is not empty and holds no control character,
 /// space, or (outside brackets) colon; the port is decimal 0-65535.
 constexpr std::optional<upstream_address> parse_upstream(std::string_view text) noexcept {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) return std::nullopt;
-  const auto port = detail::parse_port(text.substr(colon + 1));
-  if (!port) return std::nullopt;
-  std::string_view host = text.substr(0, colon);
+  // The port: the 1 to 5 digits after the last colon, read from the end back to that colon
+  // (which saves looking for it through the whole host first).
+  std::size_t colon = text.size();
+  std::uint32_t port = 0;
+  for (std::uint32_t scale = 1; colon > 0 && detail::is_digit(text[colon - 1]); scale *= 10) {
+    --colon;
+    port += static_cast<std::uint32_t>(text[colon] - '0') * scale; // wraps past 9 digits: refused
+  }
+  const std::size_t digits = text.size() - colon;
+  if (digits == 0 || digits > 5 || port > 0xFFFF || colon == 0 || text[colon - 1] != ':')
+    return std::nullopt;
+  std::string_view host = text.substr(0, colon - 1);
   if (!host.empty() && host.front() == '[') {
     if (host.size() < 3 || host.back() != ']') return std::nullopt;
     host = host.substr(1, host.size() - 2);
     const auto ip = parse_ip(host);
     if (!ip || !ip->is_v6()) return std::nullopt;
-    return upstream_address{text, host, *port};
+    return upstream_address{text, host, static_cast<std::uint16_t>(port)};
   }
-  if (host.empty()) return std::nullopt;
-  for (char c : host)
-    if (!detail::host_chars[static_cast<unsigned char>(c)]) return std::nullopt;
-  return upstream_address{text, host, *port};
+  if (host.empty() || !detail::all_host_chars(host)) return std::nullopt;
+  return upstream_address{text, host, static_cast<std::uint16_t>(port)};
 }
 
 /// A north request: the header g3proxy sends first on a task's north stream. Its payload
@@ -229,32 +250,41 @@ struct failure {
   std::size_t offset = 0;
 };
 
-template <class T>
-constexpr void set_failure(decode_result<T>& out, failure f) noexcept {
-  out.status = decode_status::error;
-  out.error = f.error;
-  out.offset = f.offset;
-}
-
-/// Records the detour TLVs E0-E6 while something walks the TLVs (ppv2::decode's walk, or
-/// scan_detour_tlvs()): each may appear once, and E3, E5, E6 have fixed sizes (16, 2, 4). The
-/// first failure, in wire order, is kept; recording stops there.
+/// Records the detour TLVs E0-E6 while something walks the TLVs (ppv2's checks, or
+/// scan_detour_tlvs()): where each one is, and where the first repeated one is. The walk only
+/// records; first_failure() judges once it is over.
 struct detour_scanner {
   detour_tlvs tlvs;
-  failure first;
+  std::uint32_t repeated_at = 0; ///< the first detour TLV seen a second time, 0 when none
 
-  constexpr void operator()(std::uint8_t type, std::size_t pos, std::size_t len) noexcept {
-    if (type < detour_first || type > detour_last || first.error != errc{}) return;
-    const auto index = static_cast<std::size_t>(type - detour_first);
+  constexpr void operator()(std::uint8_t type, std::size_t pos, std::size_t) noexcept {
+    const auto index = static_cast<unsigned>(type - detour_first); // wraps below 0xE0
+    if (index > detour_last - detour_first) return;
     const auto bit = static_cast<std::uint8_t>(1u << index);
     if (tlvs.present & bit) {
-      first = {errc::tlv_duplicate, pos};
+      if (repeated_at == 0) repeated_at = static_cast<std::uint32_t>(pos);
       return;
     }
     tlvs.present |= bit;
     tlvs.at[index] = static_cast<std::uint32_t>(pos);
-    constexpr std::array<std::uint8_t, 7> fixed{0, 0, 0, 16, 0, 2, 4};
-    if (fixed[index] != 0 && len != fixed[index]) first = {errc::tlv_bad_size, pos};
+  }
+
+  /// The first failure in wire order among the detour TLVs of `h`, the header walked: each may
+  /// appear once (tlv_duplicate), and E3, E5, E6 have fixed sizes, 16, 2, 4 (tlv_bad_size);
+  /// at the offending TLV.
+  constexpr failure first_failure(const ppv2::header_view& h) const noexcept {
+    using ppv2::tlv_type;
+    failure f;
+    if (repeated_at != 0) f = {errc::tlv_duplicate, repeated_at};
+    constexpr std::array<std::pair<tlv_type, std::size_t>, 3> fixed{
+        {{tlv_type::task_id, 16}, {tlv_type::match_id, 2}, {tlv_type::payload_length, 4}}};
+    for (const auto& [type, size] : fixed) {
+      if (!tlvs.has(type)) continue;
+      const std::size_t at = tlvs.offset(type);
+      if (load_be16(h.bytes.data() + at + 1) != size && (f.error == errc{} || at < f.offset))
+        f = {errc::tlv_bad_size, at};
+    }
+    return f;
   }
 };
 
@@ -280,75 +310,99 @@ constexpr failure scan_detour_tlvs(const ppv2::header_view& h, detour_tlvs& d) n
     pos += ppv2::tlv_head_size + len;
   }
   d = scanner.tlvs;
-  return scanner.first;
+  return scanner.first_failure(h);
 }
 
-/// UTF-8 check of a text TLV at `at`: the offset of the bad byte in the header, or 0 when valid.
-constexpr std::size_t bad_utf8_offset(const ppv2::header_view& h, std::size_t at) noexcept {
-  const std::size_t bad = utf8_invalid_at(detour_tlvs::value_at(h, at));
-  return bad == utf8_valid ? 0 : at + ppv2::tlv_head_size + bad;
+template <class T>
+constexpr decode_result<T> fail_with(failure f) noexcept {
+  return decode_result<T>::fail(f.error, f.offset);
 }
 
-inline std::string_view text_at(const ppv2::header_view& h, std::size_t at) noexcept {
-  return ppv2::as_text(detour_tlvs::value_at(h, at));
-}
-
-/// The north request of a scanned header, after the checks that follow the walk, in order.
-/// Sets `f` and returns an empty request on failure. Built as one aggregate: compilers then
-/// write it once instead of clearing it first.
-inline north_request read_north(const ppv2::header_view& h, const detour_tlvs& d,
-                                const request_limits& limits, failure& f) noexcept {
+/// The checks on a scanned north header that follow the walk, in order: the required TLVs, E0
+/// (UTF-8, then host:port, which lands in `upstream`), E2 and E4 (UTF-8), E6 against the limit.
+inline failure check_north(const ppv2::header_view& h, const detour_tlvs& d,
+                           const request_limits& limits, upstream_address& upstream) noexcept {
   using ppv2::tlv_type;
-  if ((d.present & north_required) != north_required) {
-    f = {errc::missing_required_tlv, h.size()};
-    return {};
-  }
+  if ((d.present & north_required) != north_required) return {errc::missing_required_tlv, h.size()};
   const std::size_t up = d.offset(tlv_type::upstream);
-  if (limits.require_utf8)
-    if (const auto bad = bad_utf8_offset(h, up)) {
-      f = {errc::text_not_utf8, bad};
-      return {};
-    }
-  const auto upstream = parse_upstream(text_at(h, up));
-  if (!upstream) {
-    f = {errc::bad_upstream_address, up};
-    return {};
-  }
-  std::optional<std::string_view> username;
-  if (d.has(tlv_type::username)) {
-    const std::size_t user = d.offset(tlv_type::username);
-    if (limits.require_utf8)
-      if (const auto bad = bad_utf8_offset(h, user)) {
-        f = {errc::text_not_utf8, bad};
-        return {};
-      }
-    username = text_at(h, user);
-  }
+  const std::size_t user = d.offset(tlv_type::username); // 0 when absent
   const std::size_t proto = d.offset(tlv_type::protocol);
-  if (limits.require_utf8)
-    if (const auto bad = bad_utf8_offset(h, proto)) {
-      f = {errc::text_not_utf8, bad};
-      return {};
-    }
-  const std::uint32_t payload_length = load_be32(d.value(h, tlv_type::payload_length).data());
-  if (payload_length > limits.max_payload_length) {
-    f = {errc::payload_too_large, d.offset(tlv_type::payload_length)};
-    return {};
-  }
+  const auto up_bytes = detour_tlvs::value_at(h, up);
+  const auto user_bytes = user != 0 ? detour_tlvs::value_at(h, user) : up_bytes.first(0);
+  const auto proto_bytes = detour_tlvs::value_at(h, proto);
+  // Text that is all ASCII (the usual case, tested at once for the three) is valid UTF-8.
+  const bool check_utf8 =
+      limits.require_utf8 &&
+      !all_ascii(or_of_bytes(up_bytes) | or_of_bytes(user_bytes) | or_of_bytes(proto_bytes));
+  const auto bad_utf8 = [check_utf8](std::span<const std::uint8_t> text) {
+    return check_utf8 ? utf8_invalid_at(text) : utf8_valid;
+  };
+
+  if (const auto bad = bad_utf8(up_bytes); bad != utf8_valid)
+    return {errc::text_not_utf8, up + ppv2::tlv_head_size + bad};
+  const auto parsed = parse_upstream(ppv2::as_text(up_bytes));
+  if (!parsed) return {errc::bad_upstream_address, up};
+  upstream = *parsed;
+  if (const auto bad = bad_utf8(user_bytes); bad != utf8_valid)
+    return {errc::text_not_utf8, user + ppv2::tlv_head_size + bad};
+  if (const auto bad = bad_utf8(proto_bytes); bad != utf8_valid)
+    return {errc::text_not_utf8, proto + ppv2::tlv_head_size + bad};
+  if (load_be32(d.value(h, tlv_type::payload_length).data()) > limits.max_payload_length)
+    return {errc::payload_too_large, d.offset(tlv_type::payload_length)};
+  return {};
+}
+
+inline uuid uuid_at(const std::uint8_t* p) noexcept {
   uuid id;
-  const auto id_bytes = d.value(h, tlv_type::task_id);
-  std::copy_n(id_bytes.data(), 16, id.bytes.data());
-  const std::string_view protocol_name = text_at(h, proto);
+  std::copy_n(p, 16, id.bytes.data());
+  return id;
+}
+
+/// The north request of a header check_north() accepted, `upstream` being what it found. A
+/// prvalue built as one aggregate: it lands where the caller's result holds it, written once.
+inline north_request north_of(const ppv2::header_view& h, const detour_tlvs& d,
+                              const upstream_address& upstream) noexcept {
+  using ppv2::tlv_type;
+  const std::string_view protocol_name = ppv2::as_text(d.value(h, tlv_type::protocol));
   return north_request{h.source,
                        h.destination,
-                       *upstream,
-                       username,
-                       id,
+                       upstream,
+                       d.has(tlv_type::username) ? std::optional<std::string_view>(ppv2::as_text(
+                                                       d.value(h, tlv_type::username)))
+                                                 : std::nullopt,
+                       uuid_at(d.value(h, tlv_type::task_id).data()),
                        protocol_from_name(protocol_name),
                        protocol_name,
                        load_be16(d.value(h, tlv_type::match_id).data()),
-                       payload_length,
+                       load_be32(d.value(h, tlv_type::payload_length).data()),
                        h.size()};
+}
+
+/// check_north() then north_of(): the north request of a scanned header, or the first failure.
+inline decode_result<north_request> read_north(const ppv2::header_view& h, const detour_tlvs& d,
+                                               const request_limits& limits) noexcept {
+  upstream_address upstream;
+  if (const auto f = check_north(h, d, limits, upstream); f.error != errc{})
+    return decode_result<north_request>::fail(f.error, f.offset);
+  return {decode_status::complete, errc{}, h.size(), 0, 0, north_of(h, d, upstream)};
+}
+
+/// read_north() as a stream header. `no_south` is its south half, zeros: passed in rather than
+/// written as zeros in place, which makes GCC clear the whole result first (`rep stos`, slow to
+/// start on small blocks) and then write it again.
+inline decode_result<stream_header> read_north_stream(const ppv2::header_view& h,
+                                                      const detour_tlvs& d,
+                                                      const request_limits& limits,
+                                                      const south_hello& no_south = {}) noexcept {
+  upstream_address upstream;
+  if (const auto f = check_north(h, d, limits, upstream); f.error != errc{})
+    return decode_result<stream_header>::fail(f.error, f.offset);
+  return {decode_status::complete,
+          errc{},
+          h.size(),
+          0,
+          0,
+          stream_header{stream_kind::north, north_of(h, d, upstream), no_south}};
 }
 
 /// The south hello of a scanned header; sets `f` on failure.
@@ -370,9 +424,19 @@ inline south_hello read_south(const ppv2::header_view& h, const detour_tlvs& d,
                      load_be16(d.value(h, ppv2::tlv_type::match_id).data()), h.size()};
 }
 
-template <class T>
-constexpr decode_result<T> fail_with(failure f) noexcept {
-  return decode_result<T>::fail(f.error, f.offset);
+/// read_south() as a stream header; `no_north` (zeros) as `no_south` in read_north_stream().
+inline decode_result<stream_header> read_south_stream(const ppv2::header_view& h,
+                                                      const detour_tlvs& d,
+                                                      const north_request& no_north = {}) noexcept {
+  failure f;
+  const south_hello s = read_south(h, d, f);
+  if (f.error != errc{}) return fail_with<stream_header>(f);
+  return {decode_status::complete,
+          errc{},
+          h.size(),
+          0,
+          0,
+          stream_header{stream_kind::south, no_north, s}};
 }
 
 } // namespace detail
@@ -402,11 +466,9 @@ inline decode_result<stream_kind> classify(const ppv2::header_view& h) noexcept 
 inline decode_result<north_request>
 parse_north_request(const ppv2::header_view& h, const request_limits& limits = {}) noexcept {
   detail::detour_tlvs d;
-  detail::failure f = detail::scan_detour_tlvs(h, d);
+  const detail::failure f = detail::scan_detour_tlvs(h, d);
   if (f.error != errc{}) return detail::fail_with<north_request>(f);
-  const north_request n = detail::read_north(h, d, limits, f);
-  if (f.error != errc{}) return detail::fail_with<north_request>(f);
-  return decode_result<north_request>{decode_status::complete, errc{}, h.size(), 0, 0, n};
+  return detail::read_north(h, d, limits);
 }
 
 /// Reads a south hello from a decoded header: the PROXY command, TCP over IPv4/IPv6, E5 of 2
@@ -426,29 +488,12 @@ inline decode_result<stream_header>
 parse_stream_header(const ppv2::header_view& h, const request_limits& limits = {}) noexcept {
   using result = decode_result<stream_header>;
   detail::detour_tlvs d;
-  detail::failure f = detail::scan_detour_tlvs(h, d);
+  const detail::failure f = detail::scan_detour_tlvs(h, d);
   if (f.error != errc{}) return detail::fail_with<stream_header>(f);
-  if (d.present & detail::north_markers) {
-    const north_request n = detail::read_north(h, d, limits, f);
-    if (f.error != errc{}) return detail::fail_with<stream_header>(f);
-    return result{decode_status::complete,
-                  errc{},
-                  h.size(),
-                  0,
-                  0,
-                  stream_header{stream_kind::north, n,
-                                south_hello{socket_address{}, socket_address{}, 0, 0}}};
-  }
+  if (d.present & detail::north_markers) return detail::read_north_stream(h, d, limits);
   if (!d.has(ppv2::tlv_type::match_id))
     return result::fail(errc::unknown_stream_kind, ppv2::fixed_size + h.address_block.size());
-  const south_hello s = detail::read_south(h, d, f);
-  if (f.error != errc{}) return detail::fail_with<stream_header>(f);
-  return result{decode_status::complete,
-                errc{},
-                h.size(),
-                0,
-                0,
-                stream_header{stream_kind::south, north_request{}, s}};
+  return detail::read_south_stream(h, d);
 }
 
 /// decode() then parse_north_request(), in one walk over the TLVs: need_more until the whole
@@ -457,15 +502,14 @@ inline decode_result<north_request>
 decode_north_request(std::span<const std::uint8_t> bytes,
                      const request_limits& limits = {}) noexcept {
   detail::detour_scanner scanner;
-  const auto h = ppv2::detail::result_of(
-      ppv2::detail::check_header(bytes, limits.header, scanner), bytes);
-  if (!h.complete()) return h.rebind(north_request{});
-  detail::failure f = detail::check_tcp_proxy(h.value);
-  if (f.error == errc{}) f = scanner.first;
+  const auto c = ppv2::detail::check_header(bytes, limits.header, scanner);
+  if (c.status != decode_status::complete)
+    return {c.status, c.error, 0, c.needed, c.offset, north_request{}};
+  const ppv2::header_view h = ppv2::detail::view_of(bytes.first(c.total));
+  detail::failure f = detail::check_tcp_proxy(h);
+  if (f.error == errc{}) f = scanner.first_failure(h);
   if (f.error != errc{}) return detail::fail_with<north_request>(f);
-  const north_request n = detail::read_north(h.value, scanner.tlvs, limits, f);
-  if (f.error != errc{}) return detail::fail_with<north_request>(f);
-  return decode_result<north_request>{decode_status::complete, errc{}, h.consumed, 0, 0, n};
+  return detail::read_north(h, scanner.tlvs, limits);
 }
 
 /// decode() then parse_south_hello().

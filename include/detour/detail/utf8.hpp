@@ -28,25 +28,38 @@ inline std::uint64_t load_word(const std::uint8_t* p) noexcept {
   }
 }
 
+/// The bytes of `s` ORed together into one word, in no particular lanes: they are all ASCII
+/// when no 0x80 bit is set in it (all_ascii()). Reads 8 bytes at a time, the last word
+/// overlapping the one before so that it ends at the end; fewer than 8 bytes as two overlapping
+/// 4-byte words or, below 4, the first, middle and last bytes.
+constexpr std::uint64_t or_of_bytes(std::span<const std::uint8_t> s) noexcept {
+  const std::size_t n = s.size();
+  const std::uint8_t* p = s.data();
+  std::uint64_t all = 0;
+  if (std::is_constant_evaluated()) {
+    for (std::uint8_t b : s) all |= b;
+  } else if (n >= 8) {
+    all = load_word<8>(p + n - 8);
+    for (std::size_t k = 0; k + 8 < n; k += 8) all |= load_word<8>(p + k);
+  } else if (n >= 4) {
+    all = load_word<4>(p) | load_word<4>(p + n - 4);
+  } else if (n != 0) {
+    all = std::uint64_t{p[0]} | p[n / 2] | p[n - 1];
+  }
+  return all;
+}
+
+/// True when or_of_bytes() found only ASCII bytes.
+constexpr bool all_ascii(std::uint64_t bytes_ored) noexcept {
+  return (bytes_ored & 0x8080808080808080u) == 0;
+}
+
 /// The offset of the first byte that does not start or continue a valid UTF-8 sequence, or
 /// utf8_valid when every byte is part of one.
 constexpr std::size_t utf8_invalid_at(std::span<const std::uint8_t> s) noexcept {
+  // Fast path for the common case, all ASCII.
+  if (all_ascii(or_of_bytes(s))) return utf8_valid;
   const std::size_t n = s.size();
-  if (!std::is_constant_evaluated()) {
-    // Fast path for the common case, all ASCII: or the bytes together, eight at a time, the
-    // last (partial) word read so that it ends at the end.
-    const std::uint8_t* p = s.data();
-    std::uint64_t all = 0;
-    if (n >= 8) {
-      for (std::size_t k = 0; n - k >= 8; k += 8) all |= load_word<8>(p + k);
-      all |= load_word<8>(p + n - 8);
-    } else if (n >= 4) {
-      all = load_word<4>(p) | load_word<4>(p + n - 4);
-    } else {
-      for (std::size_t k = 0; k < n; ++k) all |= p[k];
-    }
-    if ((all & 0x8080808080808080u) == 0) return utf8_valid;
-  }
   std::size_t i = 0;
   while (i < n) {
     const std::uint8_t c = s[i];
