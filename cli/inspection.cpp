@@ -14,26 +14,6 @@ namespace detour::cli {
 
 // --- options -------------------------------------------------------------------------------------
 
-const std::string_view inspection_help =
-    R"(inspection (docs/policy.md, audit.md, capture.md, metrics.md):
-  --policy FILE          rules deciding each task by protocol, upstream host, address and
-                         port, username and client subnet; first match wins, then the file's
-                         default line (replaces --action); reloaded on SIGHUP
-  --check-policy FILE    check a rules file, print each rule in words or each error with its
-                         line, and exit (0: usable, 1: not)
-  --audit FILE           one JSON line per task (- for stdout); reopened on SIGHUP
-  --audit-queue SIZE     audit lines waiting for the disk at most (default 16m); more are
-                         dropped and counted
-  --capture FILE         write continued tasks (with --policy: those of rules marked
-                         capture) as synthetic TCP conversations to FILE (pcap, raw IP);
-                         reopened on SIGHUP
-  --capture-max-size SIZE  start a new file at this size (FILE.1, FILE.2, ...) (default 256m)
-  --capture-files N      capture files kept, the current one included (default 4)
-  --capture-queue SIZE   capture bytes waiting for the disk at most (default 64m)
-  --metrics ADDR:PORT    serve Prometheus metrics at http://ADDR:PORT/metrics (TCP)
-  --summary-interval DUR  log a metrics.summary line this often; 0: never (default 60s)
-)";
-
 namespace {
 
 // "512", "16k", "4m", "1g": powers of 1024.
@@ -63,18 +43,20 @@ bool parse_inspection_option(arg_reader& r, inspection_options& o) {
   } else if (r.is("--check-policy")) {
     o.check_policy = r.value();
   } else if (r.is("--audit")) {
-    o.audit.path = r.value();
+    o.audit_file = r.value();
+    if (o.audit_file.empty()) throw usage_error("--audit wants a file, or - for stdout");
   } else if (r.is("--audit-queue")) {
-    o.audit.max_queued_bytes = parse_size(r.name(), r.value(), 64 * 1024, std::uint64_t{1} << 32);
+    o.audit_queue = parse_size(r.name(), r.value(), 64 * 1024, std::uint64_t{1} << 32);
   } else if (r.is("--capture")) {
-    o.capture.path = r.value();
+    o.capture_file = r.value();
+    if (o.capture_file.empty() || o.capture_file == "-")
+      throw usage_error("--capture wants a file name");
   } else if (r.is("--capture-max-size")) {
-    o.capture.max_file_size = parse_size(r.name(), r.value(), 64 * 1024, std::uint64_t{1} << 40);
+    o.capture_max_size = parse_size(r.name(), r.value(), 64 * 1024, std::uint64_t{1} << 40);
   } else if (r.is("--capture-files")) {
-    o.capture.files = static_cast<unsigned>(r.number(1, 1000));
+    o.capture_files = static_cast<unsigned>(r.number(1, 1000));
   } else if (r.is("--capture-queue")) {
-    o.capture.max_queued_bytes =
-        parse_size(r.name(), r.value(), 1024 * 1024, std::uint64_t{1} << 34);
+    o.capture_queue = parse_size(r.name(), r.value(), 1024 * 1024, std::uint64_t{1} << 34);
   } else if (r.is("--metrics")) {
     const std::string_view v = r.value();
     const auto a = socket_address::parse(v);
@@ -96,9 +78,13 @@ void check_inspection_options(const inspection_options& o) {
     throw usage_error("--action and --policy do not go together: the policy's default line "
                       "answers the tasks no rule matches");
   }
-  if (o.audit.path.empty() && o.audit.max_queued_bytes != audit_options{}.max_queued_bytes) {
+  const inspection_options defaults;
+  if (o.audit_file.empty() && o.audit_queue != defaults.audit_queue)
     throw usage_error("--audit-queue needs --audit");
-  }
+  if (o.capture_file.empty() &&
+      (o.capture_max_size != defaults.capture_max_size ||
+       o.capture_files != defaults.capture_files || o.capture_queue != defaults.capture_queue))
+    throw usage_error("--capture-max-size, --capture-files and --capture-queue need --capture");
 }
 
 // --- policy files --------------------------------------------------------------------------------
@@ -193,15 +179,23 @@ inspection::inspection(const inspection_options& options, event_loop& loop, logg
                                 {"rules", policy_->rules().size()},
                                 {"default", detour::to_string(policy_->fallback().decision)}});
   }
-  if (!options_.audit.path.empty()) {
-    audit_ = std::make_unique<audit_log>(options_.audit);
-    log_.info("audit.open", {{"file", options_.audit.path}});
+  if (!options_.audit_file.empty()) {
+    audit_options a;
+    a.path = options_.audit_file;
+    a.max_queued_bytes = options_.audit_queue;
+    audit_ = std::make_unique<audit_log>(a);
+    log_.info("audit.open", {{"file", options_.audit_file}});
   }
-  if (!options_.capture.path.empty()) {
-    capture_ = std::make_unique<capture_file>(options_.capture);
-    log_.info("capture.open", {{"file", options_.capture.path},
-                               {"max_size", options_.capture.max_file_size},
-                               {"files", options_.capture.files}});
+  if (!options_.capture_file.empty()) {
+    capture_options c;
+    c.path = options_.capture_file;
+    c.max_file_size = options_.capture_max_size;
+    c.files = options_.capture_files;
+    c.max_queued_bytes = options_.capture_queue;
+    capture_ = std::make_unique<capture_file>(c);
+    log_.info("capture.open", {{"file", options_.capture_file},
+                               {"max_size", options_.capture_max_size},
+                               {"files", options_.capture_files}});
     if (policy_ && !policy_->captures_any()) {
       log_.warn("capture.idle", {{"detail", "no rule of the policy says 'capture': nothing will "
                                             "be captured until one does"}});
@@ -230,7 +224,7 @@ inspection::~inspection() {
   if (capture_) {
     capture_->flush();
     const capture_stats s = capture_->stats();
-    log_.info("capture.closed", {{"file", options_.capture.path},
+    log_.info("capture.closed", {{"file", options_.capture_file},
                                  {"packets", s.packets},
                                  {"dropped", s.dropped_blocks},
                                  {"rotations", s.rotations}});
@@ -238,7 +232,7 @@ inspection::~inspection() {
   }
   if (audit_) {
     audit_->flush();
-    log_.info("audit.closed", {{"file", options_.audit.path},
+    log_.info("audit.closed", {{"file", options_.audit_file},
                                {"records", audit_->written()},
                                {"dropped", audit_->dropped()}});
     audit_.reset();
@@ -441,16 +435,16 @@ void inspection::reload() {
   std::string error;
   if (audit_) {
     if (audit_->reopen(error)) {
-      log_.info("audit.reopened", {{"file", options_.audit.path}});
+      log_.info("audit.reopened", {{"file", options_.audit_file}});
     } else {
-      log_.error("audit.reopen_failed", {{"file", options_.audit.path}, {"error", error}});
+      log_.error("audit.reopen_failed", {{"file", options_.audit_file}, {"error", error}});
     }
   }
   if (capture_) {
     if (capture_->reopen(error)) {
-      log_.info("capture.reopened", {{"file", options_.capture.path}});
+      log_.info("capture.reopened", {{"file", options_.capture_file}});
     } else {
-      log_.error("capture.reopen_failed", {{"file", options_.capture.path}, {"error", error}});
+      log_.error("capture.reopen_failed", {{"file", options_.capture_file}, {"error", error}});
     }
   }
 }

@@ -10,6 +10,7 @@
 #include "capture.hpp"
 #include "event_loop.hpp"
 #include "hook.hpp"
+#include "inspection_options.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
 #include "policy.hpp"
@@ -30,34 +31,6 @@
 #include <vector>
 
 namespace detour::cli {
-
-/// The inspection options of `detour serve` (docs/policy.md, audit.md, capture.md, metrics.md).
-struct inspection_options {
-  /// --policy: the rules file; empty: every task gets --action.
-  std::string policy_file;
-  /// --check-policy: validate this file, explain, and exit.
-  std::string check_policy;
-  /// --action was given (it cannot be combined with --policy: the default line decides).
-  bool action_given = false;
-  /// --audit: one JSON line per task; empty path: no audit.
-  audit_options audit;
-  /// --capture: the plaintext capture; empty path: none.
-  capture_options capture;
-  /// --metrics: the Prometheus endpoint; none when unset.
-  std::optional<socket_address> metrics;
-  /// --summary-interval: a metrics.summary log line this often; 0: never. A minute shows a
-  /// trend in the log without flooding it.
-  timestamp summary_interval = 60 * nanoseconds_per_second;
-};
-
-/// Handles `r`'s current option if it is an inspection option (throws usage_error on a bad
-/// value); false when it is not one.
-bool parse_inspection_option(arg_reader& r, inspection_options& o);
-/// Checks the combination of options after parsing; throws usage_error.
-void check_inspection_options(const inspection_options& o);
-
-/// The --help lines of the inspection options.
-extern const std::string_view inspection_help;
 
 /// A policy file read and parsed: the policy, or the errors as "path:line:col: error: ..."
 /// followed by the line and a caret.

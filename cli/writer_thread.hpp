@@ -5,6 +5,9 @@
 // or full disk costs records, never the server's responsiveness or memory.
 #pragma once
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -40,7 +43,7 @@ public:
 
   /// @param max_bytes the most bytes (as told to push()) waiting at once; more are dropped.
   writer_thread(std::size_t max_bytes, sink_type sink)
-      : max_bytes_(max_bytes), sink_(std::move(sink)), thread_([this] { run(); }) {}
+      : max_bytes_(max_bytes), sink_(std::move(sink)), thread_(start()) {}
 
   ~writer_thread() {
     {
@@ -102,6 +105,18 @@ private:
     std::uint64_t after; // run once this many pushes were handled
     std::function<void()> work;
   };
+
+  // Starts the thread with every signal blocked: signals belong to the event loop (its
+  // signalfd), and a thread that left SIGTERM unblocked would be killed by it instead.
+  std::thread start() {
+    sigset_t all;
+    sigset_t before;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &before);
+    std::thread t([this] { run(); });
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    return t;
+  }
 
   void run() {
     std::vector<Item> batch;
