@@ -3,6 +3,7 @@
 // trampolines in a constant table; everything time-related takes `now` from the event loop.
 #include "connection.hpp"
 
+#include "inspection.hpp"
 #include "server.hpp"
 
 #include <ngtcp2/ngtcp2_crypto_wolfssl.h>
@@ -233,10 +234,12 @@ void connection::handle_liberror(int rv) {
     finish("idle timeout");
     return;
   case NGTCP2_ERR_HANDSHAKE_TIMEOUT:
+    if (auto* f = server_.config().features) f->handshake_failed("timeout");
     finish("handshake timeout");
     return;
   case NGTCP2_ERR_CRYPTO:
     ngtcp2_ccerr_set_tls_alert(&last_error_, ngtcp2_conn_get_tls_alert(conn_), nullptr, 0);
+    if (auto* f = server_.config().features) f->handshake_failed("tls");
     server_.log().info(
         "conn.handshake_failed",
         {{"conn", log_id_}, {"peer", remote_.to_string()}, {"reason", tls_->failure_reason()}});

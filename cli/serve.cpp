@@ -5,6 +5,8 @@
 #include "certs.hpp"
 #include "commands.hpp"
 #include "event_loop.hpp"
+#include "hook.hpp"
+#include "inspection.hpp"
 #include "log.hpp"
 #include "serve_config.hpp"
 #include "server.hpp"
@@ -22,8 +24,9 @@ namespace {
 constexpr std::string_view serve_help = R"(usage: detour serve [options]
 
 Runs a pass-through detour server for g3proxy's stream detour protocol: every task is answered
-(continue, by default) and both of its streams are echoed back byte for byte, so g3proxy relays
-as if the server were not there. Logs go to stderr, one line per connection and per task.
+(continue, by default, or as a --policy decides) and both of its streams are echoed back byte
+for byte, so g3proxy relays as if the server were not there. Logs go to stderr, one line per
+connection and per task; --audit, --capture and --metrics record what the tasks did.
 
 With no --cert, a development CA and a server certificate for 127.0.0.1, ::1 and localhost are
 made on first start in the state folder and reused afterwards; the CA path and a g3proxy
@@ -62,9 +65,31 @@ options:
   --log-format FORMAT    text | json (default text)
   -h, --help             this text
 
-Durations: 30s, 1500ms, 5m, 2h (a bare number means seconds).
-Signals: SIGINT/SIGTERM drain and exit 0; a second one closes at once. SIGHUP reloads --cert
-and --key without dropping connections.
+inspection (docs/policy.md, docs/audit.md, docs/capture.md, docs/metrics.md):
+  --policy FILE          rules that decide each task by protocol, upstream host (exact or
+                         *.suffix), upstream address (subnet) and port, username and client
+                         subnet; first match wins, then the file's default line (instead of
+                         --action); reloaded on SIGHUP, a bad file is refused and logged
+  --check-policy FILE    check a rules file: print each rule in words, or each error with its
+                         line and column; exit 0 when usable, 1 when not
+  --audit FILE           one JSON line per task (- for stdout): task id, user, addresses,
+                         upstream, protocol, WebSocket fields, rule, action, bytes, duration,
+                         how it ended; written off the event loop, reopened on SIGHUP
+  --audit-queue SIZE     audit lines waiting for the disk, at most (default 16m); beyond, lines
+                         are dropped and counted
+  --capture FILE         write each continued task (with --policy: of the rules marked
+                         capture) to FILE as a TCP conversation client <-> upstream (pcap, raw
+                         IP; Wireshark and tshark decode it); reopened on SIGHUP
+  --capture-max-size SIZE  start a new file at this size: FILE becomes FILE.1 (default 256m)
+  --capture-files N      capture files kept, the current one included (default 4)
+  --capture-queue SIZE   capture bytes waiting for the disk, at most (default 64m)
+  --metrics ADDR:PORT    Prometheus metrics at http://ADDR:PORT/metrics (TCP)
+  --summary-interval DUR  a metrics.summary log line this often; 0: never (default 60s)
+
+Durations: 30s, 1500ms, 5m, 2h (a bare number means seconds). Sizes: 512, 16k, 4m, 1g.
+Signals: SIGINT/SIGTERM drain and exit 0 (audit and capture written out); a second one closes
+at once. SIGHUP reloads --cert, --key and --policy and reopens the --audit and --capture files
+without dropping connections or tasks.
 
 examples:
   detour serve                                     # loopback, development certificates
@@ -72,6 +97,9 @@ examples:
                --cert /etc/detour/server.pem --key /etc/detour/server.key \
                --client-ca /etc/detour/ca.pem      # production, mutual TLS
   detour serve --action bypass --log-format json  # answer bypass, machine-readable logs
+  detour serve --policy /etc/detour/policy.rules --audit /var/log/detour/audit.jsonl \
+               --capture /var/lib/detour/mail.pcap --metrics 127.0.0.1:9090
+  detour serve --check-policy /etc/detour/policy.rules
 )";
 
 std::vector<std::string> split_list(std::string_view s) {
@@ -123,6 +151,7 @@ bool parse_options(args a, serve_config& cfg) {
       } else {
         throw usage_error("--action wants continue, bypass or block, not '" + std::string(v) + "'");
       }
+      cfg.inspect.action_given = true;
     } else if (r.is("--max-connections")) {
       cfg.max_connections = r.number(1, 1'000'000);
     } else if (r.is("--max-streams")) {
@@ -160,10 +189,13 @@ bool parse_options(args a, serve_config& cfg) {
       const auto f = parse_log_format(r.value());
       if (!f) throw usage_error("--log-format wants text or json");
       cfg.format = *f;
+    } else if (parse_inspection_option(r, cfg.inspect)) {
+      // --policy, --audit, --capture, --metrics, ... (inspection.cpp)
     } else {
       r.unknown();
     }
   }
+  check_inspection_options(cfg.inspect);
   if (cfg.certificate_file.empty() != cfg.private_key_file.empty()) {
     throw usage_error("--cert and --key go together");
   }
@@ -203,13 +235,19 @@ void use_development_certs(serve_config& cfg) {
 } // namespace
 
 int run_serve(args a) {
+  return run_serve(a, serve_extensions{});
+}
+
+int run_serve(args a, const serve_extensions& extensions) {
   serve_config cfg;
   try {
     if (!parse_options(a, cfg)) return 0;
   } catch (const usage_error& e) {
-    fmt::print(stderr, "detour serve: {}\n", e.what());
+    fmt::print(stderr, "{}: {}\n", extensions.name, e.what());
     return 2;
   }
+  if (!cfg.inspect.check_policy.empty())
+    return check_policy_command(cfg.inspect.check_policy, stdout);
   logger log(cfg.level, cfg.format);
   try {
     if (cfg.certificate_file.empty()) use_development_certs(cfg);
@@ -222,7 +260,22 @@ int run_serve(args a) {
       return tls_context::server(t);
     };
     event_loop loop;
+    // Policy, audit, capture, metrics: before the server (its tasks report to them) and gone
+    // after it (tasks cut short by the exit are still recorded).
+    inspection features(cfg.inspect, loop, log, extensions.hook);
+    cfg.features = &features;
     server srv(loop, cfg, make_tls(), log);
+    features.set_gauges([&srv] {
+      metrics_gauges g;
+      const server_stats& s = srv.stats();
+      g.connections_accepted = s.connections;
+      g.connections_open = srv.connection_count();
+      g.connections_refused = s.refused;
+      g.retries = s.retries;
+      g.stateless_resets = s.stateless_resets;
+      g.version_negotiations = s.version_negotiations;
+      return g;
+    });
     std::string addrs;
     for (const auto& l : srv.local_addresses()) addrs += (addrs.empty() ? "" : ",") + l.to_string();
     log.info("server.listening", {{"addresses", addrs},
@@ -233,6 +286,7 @@ int run_serve(args a) {
 
     signal_watch signals(loop, {SIGINT, SIGTERM, SIGHUP}, [&](int sig) {
       if (sig == SIGHUP) {
+        features.reload(); // policy, audit and capture files
         try {
           srv.replace_tls(make_tls());
           log.info("server.reloaded", {{"cert", cfg.certificate_file}});
@@ -252,6 +306,8 @@ int run_serve(args a) {
     log.error("server.failed", {{"error", e.what()}});
   } catch (const std::system_error& e) {
     log.error("server.failed", {{"error", e.what()}});
+  } catch (const std::runtime_error& e) {
+    log.error("server.failed", {{"error", e.what()}}); // an unusable policy, capture file
   }
   return 1;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "event_loop.hpp"
+#include "inspection_options.hpp"
 #include "log.hpp"
 #include "udp.hpp"
 
@@ -15,6 +16,8 @@
 #include <vector>
 
 namespace detour::cli {
+
+class inspection;
 
 struct serve_config {
   /// UDP addresses to listen on. g3proxy's default peer port is 2888; loopback by default so a
@@ -74,6 +77,12 @@ struct serve_config {
 
   log_level level = log_level::info;
   log_format format = log_format::text;
+
+  /// Policy, audit, capture and metrics (inspection_options.hpp).
+  inspection_options inspect;
+  /// Not an option: the running inspection features (set by run_serve before the server
+  /// starts; the tasks report to them). Null: --action for every task, nothing recorded.
+  inspection* features = nullptr;
 };
 
 } // namespace detour::cli

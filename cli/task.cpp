@@ -5,6 +5,7 @@
 #include "task.hpp"
 
 #include "app_codes.hpp"
+#include "inspection.hpp"
 
 #include <detour/io/server_connection.hpp>
 
@@ -15,7 +16,8 @@ namespace detour::cli {
 
 namespace {
 
-using driver_set = io::server_connection<quic_stream, timestamp>;
+// The relays run the inspection features' inspector (capture, a custom server's hook).
+using driver_set = io::server_connection<quic_stream, timestamp, serve_inspector>;
 using io::stream_status;
 
 bool final(stream_status s) {
@@ -51,6 +53,8 @@ struct task_set::impl {
     std::uint64_t client_bytes = 0; // echoed on north
     std::uint64_t remote_bytes = 0; // echoed on south
     std::string how;                // the first abnormal end, if any
+    // The audit record and the capture (inspection.hpp).
+    std::shared_ptr<task_trace> trace;
   };
 
   struct stream_entry {
@@ -73,7 +77,8 @@ struct task_set::impl {
     // the library refuse a stream QUIC allowed. Slots are created on first use.
     o.max_streams = 2 * static_cast<std::size_t>(c.config.max_streams);
     o.header_timeout = c.config.header_timeout;
-    drivers = std::make_unique<driver_set>(c.config.pair_timeout, o);
+    drivers =
+        std::make_unique<driver_set>(c.config.pair_timeout, o, serve_inspector(c.config.features));
   }
 
   context ctx;
@@ -140,6 +145,7 @@ struct task_set::impl {
 
   void log_stream_error(stream_entry& e, errc err) {
     ++counters.bad_streams;
+    if (ctx.config.features) ctx.config.features->stream_error(err);
     const auto& d = drivers->stream(*e.sid);
     const bool known = d.kind().has_value();
     ctx.log.warn(
@@ -167,6 +173,7 @@ struct task_set::impl {
   }
 
   void log_task(task& t, std::string_view how, timestamp now) {
+    if (t.trace) ctx.config.features->end_task(*t.trace, t.client_bytes, t.remote_bytes, how, now);
     ctx.log.info("task.end", {{"conn", ctx.conn_id},
                               {"task", t.id},
                               {"match", t.match_id},
@@ -198,6 +205,13 @@ struct task_set::impl {
     // traffic (g3proxy relays it itself) and fails no task; bypass and block stay as they are.
     action a = ctx.config.decision;
     if (refusing && a == action::proceed) a = action::bypass;
+    std::shared_ptr<task_trace> trace;
+    if (ctx.config.features) {
+      // The policy's decision (or --action), the audit record, the capture (inspection.hpp).
+      trace = ctx.config.features->begin_task(drivers->stream(sid).session().task(), ctx.conn_id,
+                                              ctx.config.decision, refusing, now);
+      a = trace->record.decision;
+    }
 
     auto t = std::make_unique<task>();
     t->id = std::string(to_text(r.task_id).view());
@@ -210,6 +224,7 @@ struct task_set::impl {
     t->north = e.stream.id();
     t->north_stream = e.stream.id();
     t->north_sid = sid;
+    t->trace = std::move(trace);
     e.owner = t.get();
     by_north[sid] = t.get();
     tasks.emplace(t.get(), std::move(t));
