@@ -18,6 +18,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <span>
@@ -288,6 +289,63 @@ struct detour_scanner {
   }
 };
 
+/// Recognises the TLVs of a north header as g3proxy lays them out (every north header it
+/// sends): E2 (only for an authenticated client), E3, E0, E5, E4, E6 and nothing else, E3, E5
+/// and E6 of their sizes (16, 2, 4), the last one ending exactly at the end of `header`, the
+/// first starting at `pos`. On a match it records them in `d` and returns true: the general
+/// walk would find exactly these, and no fault. Anything else returns false (`d` is then
+/// unspecified), for the general walk to judge. One straight pass with nothing to look up.
+constexpr bool match_g3_tlvs(std::span<const std::uint8_t> header, std::size_t pos,
+                             detour_tlvs& d) noexcept {
+  using ppv2::tlv_type;
+  struct field {
+    tlv_type type;
+    std::size_t size; // 0: any
+  };
+  constexpr std::array<field, 6> layout{{{tlv_type::username, 0},
+                                         {tlv_type::task_id, 16},
+                                         {tlv_type::upstream, 0},
+                                         {tlv_type::match_id, 2},
+                                         {tlv_type::protocol, 0},
+                                         {tlv_type::payload_length, 4}}};
+  const std::uint8_t* p = header.data();
+  const std::size_t total = header.size();
+  if (pos > total) return false;
+  d = {};
+  std::uint8_t present = 0;
+  for (const auto& [type, size] : layout) {
+    if (total - pos < ppv2::tlv_head_size || p[pos] != ppv2::to_byte(type)) {
+      if (type == tlv_type::username) continue;
+      return false;
+    }
+    const std::size_t len = load_be16(p + pos + 1);
+    if (len > total - pos - ppv2::tlv_head_size || (size != 0 && len != size)) return false;
+    d.at[ppv2::to_byte(type) - detour_first] = static_cast<std::uint32_t>(pos);
+    present |= detour_bit(type);
+    pos += ppv2::tlv_head_size + len;
+  }
+  d.present = present;
+  return pos == total;
+}
+
+/// A whole north header as g3proxy sends it, at the start of `bytes`: PROXY over TCP4 or TCP6
+/// within `limits`, its TLVs as match_g3_tlvs() wants them. Returns its size, the TLVs recorded
+/// in `d`, when it is one: ppv2::decode() and the detour checks would then find no fault; 0
+/// for anything else (`d` is then unspecified), which the general checks judge.
+inline std::size_t match_g3_north(std::span<const std::uint8_t> bytes,
+                                  const ppv2::decode_limits& limits, detour_tlvs& d) noexcept {
+  // §2.2: the signature, then 0x21 (v2, PROXY) and 0x11 or 0x21 (TCP over IPv4 or IPv6).
+  if (bytes.size() < ppv2::fixed_size ||
+      std::memcmp(bytes.data(), ppv2::signature.data(), ppv2::signature.size()) != 0 ||
+      bytes[12] != 0x21 || (bytes[13] != 0x11 && bytes[13] != 0x21))
+    return 0;
+  const std::size_t total = ppv2::fixed_size + load_be16(bytes.data() + 14);
+  const std::size_t tlvs_at =
+      ppv2::fixed_size + (bytes[13] == 0x11 ? ppv2::address_size_inet : ppv2::address_size_inet6);
+  if (total < tlvs_at || total > limits.max_header_size || total > bytes.size()) return 0;
+  return match_g3_tlvs(bytes.first(total), tlvs_at, d) ? total : 0;
+}
+
 /// Detour headers are PROXY over TCP4 or TCP6.
 constexpr failure check_tcp_proxy(const ppv2::header_view& h) noexcept {
   if (h.command != ppv2::command::proxy) return {errc::not_proxy_command, 12};
@@ -297,9 +355,8 @@ constexpr failure check_tcp_proxy(const ppv2::header_view& h) noexcept {
   return {};
 }
 
-/// Checks the command and family, then walks the TLVs of a decoded header with a scanner.
-constexpr failure scan_detour_tlvs(const ppv2::header_view& h, detour_tlvs& d) noexcept {
-  if (const auto f = check_tcp_proxy(h); f.error != errc{}) return f;
+/// Walks the TLVs of a decoded header with a scanner: the general way, whatever their layout.
+constexpr failure walk_detour_tlvs(const ppv2::header_view& h, detour_tlvs& d) noexcept {
   detour_scanner scanner;
   const std::uint8_t* p = h.bytes.data();
   const std::size_t end = h.bytes.size();
@@ -311,6 +368,14 @@ constexpr failure scan_detour_tlvs(const ppv2::header_view& h, detour_tlvs& d) n
   }
   d = scanner.tlvs;
   return scanner.first_failure(h);
+}
+
+/// Checks the command and family, then finds the detour TLVs of a decoded header: g3proxy's
+/// own layout in one straight pass (match_g3_tlvs()), anything else with walk_detour_tlvs().
+constexpr failure scan_detour_tlvs(const ppv2::header_view& h, detour_tlvs& d) noexcept {
+  if (const auto f = check_tcp_proxy(h); f.error != errc{}) return f;
+  if (match_g3_tlvs(h.bytes, ppv2::fixed_size + h.address_block.size(), d)) return {};
+  return walk_detour_tlvs(h, d);
 }
 
 template <class T>
@@ -439,6 +504,21 @@ inline decode_result<stream_header> read_south_stream(const ppv2::header_view& h
           stream_header{stream_kind::south, no_north, s}};
 }
 
+/// decode_north_request() the general way, whatever the layout: ppv2's checks with the detour
+/// TLVs recorded on the way, then the detour checks.
+inline decode_result<north_request> decode_north_walk(std::span<const std::uint8_t> bytes,
+                                                      const request_limits& limits) noexcept {
+  detour_scanner scanner;
+  const auto c = ppv2::detail::check_header(bytes, limits.header, scanner);
+  if (c.status != decode_status::complete)
+    return {c.status, c.error, 0, c.needed, c.offset, north_request{}};
+  const ppv2::header_view h = ppv2::detail::view_of(bytes.first(c.total));
+  failure f = check_tcp_proxy(h);
+  if (f.error == errc{}) f = scanner.first_failure(h);
+  if (f.error != errc{}) return fail_with<north_request>(f);
+  return read_north(h, scanner.tlvs, limits);
+}
+
 } // namespace detail
 
 /// Tells a north request from a south hello: north when any of E0, E2, E3, E4, E6 is present,
@@ -501,15 +581,11 @@ parse_stream_header(const ppv2::header_view& h, const request_limits& limits = {
 inline decode_result<north_request>
 decode_north_request(std::span<const std::uint8_t> bytes,
                      const request_limits& limits = {}) noexcept {
-  detail::detour_scanner scanner;
-  const auto c = ppv2::detail::check_header(bytes, limits.header, scanner);
-  if (c.status != decode_status::complete)
-    return {c.status, c.error, 0, c.needed, c.offset, north_request{}};
-  const ppv2::header_view h = ppv2::detail::view_of(bytes.first(c.total));
-  detail::failure f = detail::check_tcp_proxy(h);
-  if (f.error == errc{}) f = scanner.first_failure(h);
-  if (f.error != errc{}) return detail::fail_with<north_request>(f);
-  return detail::read_north(h, scanner.tlvs, limits);
+  // g3proxy's own headers, recognised in one straight pass.
+  detail::detour_tlvs d;
+  if (const std::size_t total = detail::match_g3_north(bytes, limits.header, d))
+    return detail::read_north(ppv2::detail::view_of(bytes.first(total)), d, limits);
+  return detail::decode_north_walk(bytes, limits);
 }
 
 /// decode() then parse_south_hello().
@@ -524,6 +600,10 @@ inline decode_result<south_hello> decode_south_hello(std::span<const std::uint8_
 inline decode_result<stream_header>
 decode_stream_header(std::span<const std::uint8_t> bytes,
                      const request_limits& limits = {}) noexcept {
+  // A north header as g3proxy sends it, recognised in one straight pass (decode_north_request).
+  detail::detour_tlvs d;
+  if (const std::size_t total = detail::match_g3_north(bytes, limits.header, d))
+    return detail::read_north_stream(ppv2::detail::view_of(bytes.first(total)), d, limits);
   const auto h = ppv2::decode(bytes, limits.header);
   if (!h.complete()) return h.rebind(stream_header{});
   return parse_stream_header(h.value, limits);
