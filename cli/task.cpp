@@ -77,6 +77,9 @@ struct task_set::impl {
     // the library refuse a stream QUIC allowed. Slots are created on first use.
     o.max_streams = 2 * static_cast<std::size_t>(c.config.max_streams);
     o.header_timeout = c.config.header_timeout;
+    // A south hello whose match id has no task here is refused at once (unknown_match_id):
+    // g3proxy sends it only after reading our answer, which follows the north's parking.
+    o.accept_south_first = false;
     drivers =
         std::make_unique<driver_set>(c.config.pair_timeout, o, serve_inspector(c.config.features));
   }

@@ -389,6 +389,32 @@ TEST_CASE("serve resets a continued north stream whose south stream never comes"
   CHECK(srv.wait_for_line({"task.end", "how=pairing_expired"}));
 }
 
+TEST_CASE("serve refuses at once a south stream whose match id has no task on the connection",
+          "[e2e][pairing]") {
+  // The default --pair-timeout (30 s) is far beyond the wait: the refusal does not wait for it.
+  server_process srv;
+  g3_client client(srv);
+  auto& conn = dial(client);
+  stream_recorder rec;
+  const auto hello = *cli::probe::g3_task::south_hello(plan(0), 0xBEEF);
+  const std::int64_t south = conn.quic->open_stream(&rec);
+  REQUIRE(conn.quic->write_some(south, hello) == hello.size());
+  REQUIRE(wait(
+      client, [&] { return rec.streams[south].reset && rec.streams[south].stop_sending; },
+      5 * second));
+  const std::uint64_t code = 0x100 + static_cast<std::uint64_t>(errc::unknown_match_id);
+  CHECK(*rec.streams[south].reset == code);
+  CHECK(rec.streams[south].data.empty());
+  CHECK(srv.wait_for_line(
+      {"stream.error", "match=48879", "kind=south", "error=unknown_match_id", "code=297"}));
+  // The connection serves a task afterwards.
+  std::optional<task_result> after;
+  client.pool->submit_on(conn, plan(1), [&](const task_result& r) { after = r; });
+  REQUIRE(wait(
+      client, [&] { return after.has_value(); }, 30 * second));
+  require_all_ok({*after});
+}
+
 TEST_CASE("serve resets a second north stream with a match id already in use on the connection",
           "[e2e][pairing]") {
   server_process srv;

@@ -178,9 +178,12 @@ using conn_type = detour::io::server_connection<detour::io::pipe_end>;
 
 } // namespace
 
-TEST_CASE("server_connection pairs a south stream that arrives before its north stream",
+TEST_CASE("server_connection with accept_south_first pairs a south stream that arrives before its "
+          "north stream",
           "[server_connection][pairing]") {
-  conn_type conn(100);
+  detour::io::server_options<std::uint64_t> options;
+  options.accept_south_first = true;
+  conn_type conn(100, options);
   hand_stream north, south;
   const auto greeting = text("220 ready\r\n");
   south.send(detour::test::south_bytes(42));
@@ -204,6 +207,73 @@ TEST_CASE("server_connection pairs a south stream that arrives before its north 
   REQUIRE(answer.size() == 4);
   CHECK(detour::decode_response(answer, 42).complete());
   CHECK(conn.stream(*s).task() == conn.stream(*n).task());
+}
+
+TEST_CASE("server_connection refuses at once a south stream whose match id has no task on the "
+          "connection",
+          "[server_connection][pairing]") {
+  conn_type conn(100);
+  const auto code =
+      std::optional<detour::app_code>(detour::io::app_code_for(errc::unknown_match_id));
+  SECTION("no north stream with that match id at all") {
+    hand_stream south;
+    south.send(detour::test::south_bytes(0xBEEF));
+    const auto s = conn.open(south.server(), 0);
+    CHECK(conn.step(*s, 0) == stream_status::failed);
+    CHECK(conn.stream(*s).error() == errc::unknown_match_id);
+    // RESET_STREAM and STOP_SENDING with the documented code, nothing echoed, nothing kept.
+    CHECK(south.client().receive_reset() == code);
+    CHECK(south.client().send_stopped() == code);
+    CHECK(south.received().empty());
+    CHECK(conn.pairing().empty());
+    CHECK_FALSE(conn.next_expiry());
+    conn.release(*s);
+    CHECK(conn.open_streams() == 0);
+  }
+  SECTION("its north stream is still waiting for the answer") {
+    hand_stream north, south;
+    north.send(detour::test::north_bytes(task_spec{.match_id = 3}));
+    const auto n = conn.open(north.server(), 0);
+    REQUIRE(conn.step(*n, 0) == stream_status::decision);
+    south.send(detour::test::south_bytes(3));
+    const auto s = conn.open(south.server(), 0);
+    CHECK(conn.step(*s, 0) == stream_status::failed);
+    CHECK(conn.stream(*s).error() == errc::unknown_match_id);
+    // The north request is untouched; its real south, after the answer, pairs.
+    CHECK(conn.decide(*n, action::proceed, 1) == stream_status::active);
+    hand_stream real;
+    real.send(detour::test::south_bytes(3));
+    const auto r = conn.open(real.server(), 2);
+    CHECK(conn.step(*r, 2) == stream_status::active);
+    CHECK(conn.partner(*n) == r);
+  }
+  SECTION("its north stream was answered bypass") {
+    hand_stream north, south;
+    north.send(detour::test::north_bytes(task_spec{.match_id = 4}));
+    const auto n = conn.open(north.server(), 0);
+    REQUIRE(conn.step(*n, 0) == stream_status::decision);
+    REQUIRE(conn.decide(*n, action::bypass, 0) == stream_status::active);
+    south.send(detour::test::south_bytes(4));
+    const auto s = conn.open(south.server(), 1);
+    CHECK(conn.step(*s, 1) == stream_status::failed);
+    CHECK(conn.stream(*s).error() == errc::unknown_match_id);
+    CHECK(conn.status(*n) == stream_status::active); // a refused south aborts no one
+  }
+  SECTION("the south stream of a north stream that already ended normally still pairs") {
+    hand_stream north, south;
+    north.send(detour::test::north_bytes(task_spec{.match_id = 5}));
+    const auto n = conn.open(north.server(), 0);
+    REQUIRE(conn.step(*n, 0) == stream_status::decision);
+    REQUIRE(conn.decide(*n, action::proceed, 0) == stream_status::active);
+    (void)north.received();
+    north.client().close_write();
+    REQUIRE(conn.step(*n, 1) == stream_status::done);
+    conn.release(*n);
+    south.send(detour::test::south_bytes(5));
+    const auto s = conn.open(south.server(), 2);
+    CHECK(conn.step(*s, 2) == stream_status::active);
+    CHECK(conn.stream(*s).task()->request.match_id == 5);
+  }
 }
 
 TEST_CASE("server_connection refuses a duplicate match id before answering it",

@@ -35,6 +35,15 @@ struct server_options {
   /// Time a stream may take to deliver its header and payload; empty: no limit. A real client
   /// writes them at once; a slow or silent sender holds a slot and memory until this passes.
   std::optional<Duration> header_timeout{};
+  /// Whether a south hello whose match id has no task on this connection waits for its north
+  /// request (true), or is refused at once with `errc::unknown_match_id` (false, the default).
+  /// g3proxy writes the south hello only after it has read the answer to its north request,
+  /// and `decide()` puts the north stream in the pairing table before the answer is written, so
+  /// from g3proxy such a south stream can never be paired: waiting only ties up a stream slot
+  /// and a table entry for the pairing timeout, which a hostile client can repeat up to
+  /// `max_streams`. Set it for a client that may send the south hello first (the pairing table
+  /// pairs both orders; the south then fails with `pairing_expired` if no north comes in time).
+  bool accept_south_first = false;
 };
 
 /// @brief One connection's detour streams: drivers, pairing, deadlines.
@@ -47,8 +56,10 @@ struct server_options {
 /// transport event on it, `decide()` when `step()` returns `stream_status::decision` (at once or
 /// later: nothing else waits), `release()` it when the transport is done with it, and call
 /// `expire()` at `next_expiry()`. Streams are paired by match id within this object only (one
-/// per QUIC connection). When a stream of a paired task fails, its partner is aborted
-/// (`partner_aborted`); a normal end leaves the partner alone.
+/// per QUIC connection); a south hello whose match id has no task here is refused
+/// (`unknown_match_id`) unless `server_options::accept_south_first` is set. When a stream of a
+/// paired task fails, its partner is aborted (`partner_aborted`); a normal end leaves the
+/// partner alone.
 ///
 /// Memory: up to `max_streams` slots, each created on first use and kept (the session's storage
 /// grows to the largest request seen); the pairing table is reserved at construction. After
@@ -113,7 +124,8 @@ public:
 
   /// Answers the north stream `id` (after `step()` returned `decision`). For "continue" the
   /// stream joins the pairing table first (a duplicate match id fails it instead of answering);
-  /// if its south stream came first, both start relaying. Returns the stream's status.
+  /// if its south stream came first (`server_options::accept_south_first`), both start
+  /// relaying. Returns the stream's status.
   stream_status decide(stream_id id, action a, TimePoint now) {
     note_time(now);
     slot& s = *slots_[id];
@@ -252,6 +264,12 @@ private:
         return stream_status::decision;
       case stream_status::hello: {
         if (s.in_table) return stream_status::hello; // waiting for the north stream
+        if (!options_.accept_south_first && !table_.find(s.driver.match_id())) {
+          // No north request with this match id was answered "continue" here: g3proxy cannot
+          // have sent this hello (it writes it after reading the answer), so it never pairs.
+          s.driver.abort(errc::unknown_match_id);
+          continue;
+        }
         const auto r = table_.add(stream_kind::south, s.driver.match_id(), id, latest_);
         if (r.status == pairing_status::rejected) {
           s.driver.abort(r.error);
