@@ -44,7 +44,9 @@ std::shared_ptr<const relay_script> smtp() {
       .client("DATA\r\n")
       .remote("354 End data with <CR><LF>.<CR><LF>\r\n")
       .client("From: alice@example.com\r\nTo: bob@example.com\r\nSubject: detour probe\r\n"
-              "\r\nHello Bob, this message went through a detour server.\r\n.\r\n")
+              "\r\nHello Bob, this message went through a detour server.\r\n"
+              // A well-known test card number (Luhn-valid): data loss prevention finds it.
+              "Card: 4111 1111 1111 1111, expires 12/30\r\n.\r\n")
       .remote("250 2.0.0 Ok: queued as 4F2A1\r\n")
       .client("QUIT\r\n")
       .remote("221 2.0.0 Bye\r\n");
