@@ -4,7 +4,9 @@
 
 #include <pcap/pcap.h>
 
+#include <fcntl.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -296,14 +298,22 @@ struct capture_file::file {
   // |truncate|, starts it afresh. Returns nullptr with |error| set on failure.
   static pcap_dumper_t* open(const std::string& path, bool truncate, std::uint64_t& size,
                              std::string& error) {
+    // The file holds plaintext (credentials, messages): created 0640 here rather than with
+    // libpcap's umask-only mode; libpcap then writes the header into the empty file.
+    const int fd =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0640);
+    if (fd < 0) {
+      error = std::error_code(errno, std::generic_category()).message();
+      return nullptr;
+    }
+    ::close(fd);
     pcap_t* dead =
         pcap_open_dead_with_tstamp_precision(DLT_RAW, snapshot_length, PCAP_TSTAMP_PRECISION_MICRO);
     if (!dead) {
       error = "libpcap cannot make a raw-IP handle";
       return nullptr;
     }
-    pcap_dumper_t* d =
-        truncate ? pcap_dump_open(dead, path.c_str()) : pcap_dump_open_append(dead, path.c_str());
+    pcap_dumper_t* d = pcap_dump_open_append(dead, path.c_str());
     if (!d) {
       error = pcap_geterr(dead);
     } else {

@@ -317,6 +317,9 @@ TEST_CASE("capture: the file is a raw-IP pcap that libpcap reads back packet for
     CHECK(file.stats().packets == 5);
     CHECK(file.stats().dropped_blocks == 0);
   }
+  // Plaintext inside: not readable by others.
+  CHECK((std::filesystem::status(f.path).permissions() & std::filesystem::perms::others_read) ==
+        std::filesystem::perms::none);
   int link = 0;
   const auto packets = read_pcap(f.path, &link);
   CHECK(link == DLT_RAW);
