@@ -30,22 +30,21 @@ inline std::uint64_t load_word(const std::uint8_t* p) noexcept {
 
 /// The bytes of `s` ORed together into one word, in no particular lanes: they are all ASCII
 /// when no 0x80 bit is set in it (all_ascii()). Reads 8 bytes at a time, the last word
-/// overlapping the one before so that it ends at the end; fewer than 8 bytes as two overlapping
-/// 4-byte words or, below 4, the first, middle and last bytes.
+/// overlapping the one before so that it ends at the end, or fewer than 8 bytes as two
+/// overlapping 4-byte words; fewer than 4 (and in constant expressions) one byte at a time.
 constexpr std::uint64_t or_of_bytes(std::span<const std::uint8_t> s) noexcept {
   const std::size_t n = s.size();
   const std::uint8_t* p = s.data();
-  std::uint64_t all = 0;
-  if (std::is_constant_evaluated()) {
-    for (std::uint8_t b : s) all |= b;
-  } else if (n >= 8) {
-    all = load_word<8>(p + n - 8);
-    for (std::size_t k = 0; k + 8 < n; k += 8) all |= load_word<8>(p + k);
-  } else if (n >= 4) {
-    all = load_word<4>(p) | load_word<4>(p + n - 4);
-  } else if (n != 0) {
-    all = std::uint64_t{p[0]} | p[n / 2] | p[n - 1];
+  if (!std::is_constant_evaluated()) {
+    if (n >= 8) {
+      std::uint64_t all = load_word<8>(p + n - 8);
+      for (std::size_t k = 0; k + 8 < n; k += 8) all |= load_word<8>(p + k);
+      return all;
+    }
+    if (n >= 4) return load_word<4>(p) | load_word<4>(p + n - 4);
   }
+  std::uint64_t all = 0;
+  for (std::uint8_t b : s) all |= b;
   return all;
 }
 
