@@ -59,7 +59,7 @@ bool run_file(const std::filesystem::path& path) {
                                 std::istreambuf_iterator<char>());
   // An exactly-sized heap copy, so AddressSanitizer sees any read past the end.
   const auto copy = std::make_unique<std::uint8_t[]>(bytes.empty() ? 1 : bytes.size());
-  std::memcpy(copy.get(), bytes.data(), bytes.size());
+  if (!bytes.empty()) std::memcpy(copy.get(), bytes.data(), bytes.size()); // no null source
   std::snprintf(current, sizeof current, "%s", path.c_str());
   LLVMFuzzerTestOneInput(copy.get(), bytes.size());
   current[0] = '\0';
