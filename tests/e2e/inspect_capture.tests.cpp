@@ -21,7 +21,6 @@ using cli::probe::task_plan;
 
 namespace {
 
-constexpr cli::timestamp second = cli::nanoseconds_per_second;
 
 // The task `detour probe load --protocol P --relay-data protocol` sends.
 task_plan scripted(std::string_view protocol, std::uint64_t index) {
