@@ -46,7 +46,8 @@ options:
   --max-streams N        concurrent streams a client may open per connection, raised again as
                          streams close; g3proxy needs 2 per task (default 128, at least 64)
   --idle-timeout DUR     QUIC idle timeout; above g3proxy's 60 s so its value rules
-                         (default 120s)
+                         (default 120s). At least 20s: g3proxy pings an idle connection
+                         every 10s, and a timeout near that drops its pooled connections
   --header-timeout DUR   a stream must deliver its header in this time (default 10s)
   --pair-timeout DUR     a continued task waits this long for its south stream (default 30s,
                          g3proxy's own stream open timeout)
@@ -199,9 +200,10 @@ bool parse_options(args a, serve_config& cfg) {
   if (cfg.certificate_file.empty() != cfg.private_key_file.empty()) {
     throw usage_error("--cert and --key go together");
   }
-  if (cfg.idle_timeout < 10 * nanoseconds_per_second) {
-    // g3proxy pings every 10 s: below that its pooled connections would keep dying.
-    throw usage_error("--idle-timeout must be at least 10s (g3proxy sends keep-alives every 10s)");
+  if (cfg.idle_timeout < min_idle_timeout) {
+    throw usage_error("--idle-timeout must be at least 20s: g3proxy sends a keep-alive every 10s "
+                      "on an idle connection, and a timeout that close to it drops g3proxy's "
+                      "pooled connections");
   }
   return true;
 }

@@ -19,6 +19,12 @@ namespace detour::cli {
 
 class inspection;
 
+/// The smallest --idle-timeout accepted. The smaller of both peers' values applies, and g3proxy
+/// keeps its idle pooled connections alive with a PING every 10 s: at 10 s the PING is due just
+/// as the connection times out (it dies after 10 s of silence), and 11 s leaves less than a
+/// round trip. Twice the keep-alive interval survives one lost PING and slow networks.
+inline constexpr timestamp min_idle_timeout = 20 * nanoseconds_per_second;
+
 struct serve_config {
   /// UDP addresses to listen on. g3proxy's default peer port is 2888; loopback by default so a
   /// first start exposes nothing.
@@ -45,7 +51,7 @@ struct serve_config {
   /// its 16 tasks (32 streams) never waits for credit (g3proxy would hang for 30 s).
   std::uint64_t max_streams = 128;
   /// QUIC max_idle_timeout. Above g3proxy's 60 s so that the client's value decides, and
-  /// pooled connections (10 s keep-alives) are never cut by us.
+  /// pooled connections (10 s keep-alives) are never cut by us; never below min_idle_timeout.
   timestamp idle_timeout = 120 * nanoseconds_per_second;
   /// A stream must deliver its whole header (and the north payload) within this. Slow or
   /// silent streams are reset. g3proxy writes a header in one go right after opening.

@@ -138,6 +138,7 @@ TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options
                                               {"--max-streams", "10"},
                                               {"--listen", "nowhere"},
                                               {"--idle-timeout", "5s"},
+                                              {"--idle-timeout", "19s"},
                                               {"--cert", "x.pem"},
                                               {"--bogus"}}) {
     INFO(bad.front());
@@ -152,5 +153,10 @@ TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options
     const int st = ::pclose(p);
     CHECK(WEXITSTATUS(st) == 2);
     CHECK(out.find(bad.front()) != std::string::npos);
+    // The idle timeout's refusal says what the smallest value is, and why.
+    if (bad.front() == "--idle-timeout") {
+      CHECK(out.find("at least 20s") != std::string::npos);
+      CHECK(out.find("keep-alive every 10s") != std::string::npos);
+    }
   }
 }
