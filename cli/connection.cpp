@@ -256,13 +256,18 @@ void connection::handle_liberror(int rv) {
 int connection::cb_handshake_completed() {
   phase_ = phase::established;
   const std::string alpn = tls_->alpn();
-  const std::string client = tls_->peer_subject();
-  server_.log().info("conn.open",
-                     {{"conn", log_id_},
-                      {"peer", remote_.to_string()},
-                      {"alpn", alpn.empty() ? std::string_view("-") : alpn},
-                      {"resumed", tls_->resumed()},
-                      {"client_cert", client.empty() ? std::string_view("-") : client}});
+  std::string client = tls_->peer_subject();
+  if (client.empty()) {
+    // Under mutual TLS a resumed session was verified when it began (its ticket is issued only
+    // after that); "-" would read as "no certificate". Its subject is known unless forgotten.
+    const bool verified_before = tls_->resumed() && !server_.config().client_ca_file.empty();
+    client = verified_before ? "(resumed)" : "-";
+  }
+  server_.log().info("conn.open", {{"conn", log_id_},
+                                   {"peer", remote_.to_string()},
+                                   {"alpn", alpn.empty() ? std::string_view("-") : alpn},
+                                   {"resumed", tls_->resumed()},
+                                   {"client_cert", client}});
   if (shutting_down_) tasks_.refuse_new();
   if (server_.config().retry) {
     // RFC 9000 §8.1.3: a token for the next connection from this address, which then needs no

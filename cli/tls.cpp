@@ -17,6 +17,7 @@
 #include <array>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 namespace detour::cli {
 
@@ -62,12 +63,40 @@ std::string wolfssl_ip_text(std::string_view name) {
 
 } // namespace
 
+session_identities::session_identities(std::size_t capacity)
+    : capacity_(capacity < 1 ? 1 : capacity) {}
+
+void session_identities::remember(std::span<const std::uint8_t> id, std::string subject) {
+  const std::string_view key(reinterpret_cast<const char*>(id.data()), id.size());
+  if (const auto it = by_id_.find(key); it != by_id_.end()) {
+    it->second->subject = std::move(subject);
+    order_.splice(order_.begin(), order_, it->second);
+    return;
+  }
+  if (by_id_.size() == capacity_) {
+    by_id_.erase(order_.back().id);
+    order_.pop_back();
+  }
+  order_.push_front(entry{std::string(key), std::move(subject)});
+  by_id_.emplace(order_.front().id, order_.begin()); // the key views the node's own string
+}
+
+std::string session_identities::find(std::span<const std::uint8_t> id) {
+  const std::string_view key(reinterpret_cast<const char*>(id.data()), id.size());
+  const auto it = by_id_.find(key);
+  if (it == by_id_.end()) return {};
+  order_.splice(order_.begin(), order_, it->second);
+  return it->second->subject;
+}
+
 struct tls_context::state {
   WOLFSSL_CTX* ctx = nullptr;
   bool server = false;
   std::vector<std::uint8_t> alpn_wire; // server: accepted names; client: offered names
   WOLFSSL_SESSION* cached_session = nullptr;
   bool resume = false;
+  // Server under mutual TLS: who each session's client was, for its resumptions.
+  std::optional<session_identities> identities;
 
   state() = default;
   state(const state&) = delete;
@@ -146,6 +175,7 @@ tls_context tls_context::server(const tls_server_config& config) {
     }
     wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                            nullptr);
+    st->identities.emplace(config.remembered_identities);
   } else {
     wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_NONE, nullptr);
   }
@@ -254,14 +284,27 @@ bool tls_session::resumed() const noexcept {
   return wolfSSL_session_reused(ssl_) == 1;
 }
 
-std::string tls_session::peer_subject() const {
+std::string tls_session::peer_subject() {
+  // The session's id: random for a full handshake (wolfSSL's altSessionID, sealed into every
+  // ticket it issues), taken back from the ticket on a resumption (WOLFSSL_TICKET_HAVE_ID).
+  std::span<const std::uint8_t> id;
+  if (const WOLFSSL_SESSION* session = wolfSSL_get_session(ssl_)) {
+    unsigned len = 0;
+    if (const unsigned char* p = wolfSSL_SESSION_get_id(session, &len)) id = {p, len};
+  }
   WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl_);
-  if (!peer) return {};
+  if (!peer) {
+    // Resumed: no certificate came, the one verified when the session began stands.
+    if (context_->identities && resumed() && !id.empty()) return context_->identities->find(id);
+    return {};
+  }
   std::array<char, 256> buf{};
   wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(peer), buf.data(),
                             static_cast<int>(buf.size()));
   wolfSSL_X509_free(peer);
-  return buf.data();
+  std::string subject = buf.data();
+  if (context_->identities && !id.empty()) context_->identities->remember(id, subject);
+  return subject;
 }
 
 std::string tls_session::cipher() const {

@@ -4,11 +4,15 @@
 // g3proxy needs, session tickets and client-side resumption) and one TLS session per connection.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <list>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 // wolfSSL and ngtcp2 types, declared here so that this header needs neither library's headers.
@@ -41,6 +45,10 @@ struct tls_server_config {
   std::vector<std::string> alpn;
   /// Issue TLS 1.3 session tickets so that clients (rustls in g3proxy) can resume.
   bool session_tickets = true;
+  /// Under mutual TLS: how many sessions' client certificate subjects are kept for their
+  /// resumptions (session_identities). One per full handshake, as resumptions keep the id;
+  /// 4096 covers 128 g3proxy instances with 32 pooled connections each, at ~200 bytes each.
+  std::size_t remembered_identities = 4096;
 };
 
 /// The client side, for `detour probe` and the tests.
@@ -56,6 +64,37 @@ struct tls_client_config {
   std::vector<std::string> alpn;
   /// Keep the latest session ticket and offer it on the next connection (rustls' default).
   bool resume_sessions = true;
+};
+
+/// Server side: the client certificate subject of each TLS session, by session id, so that a
+/// resumed connection can still say who it is. TLS 1.3 resumption exchanges no certificates,
+/// and wolfSSL's session tickets carry a fixed set of fields (no room for a subject), but a
+/// ticket does carry its session's id, which every later ticket of a resumed session keeps. So
+/// the id of the full handshake that verified the certificate names it on every resumption.
+/// Bounded: the least recently used id is forgotten first (a resumption of a forgotten id has
+/// no subject to show).
+class session_identities {
+public:
+  /// |capacity|: the most ids kept (at least 1).
+  explicit session_identities(std::size_t capacity);
+
+  /// Records |subject| for session |id|, replacing what it had; the most recently used now.
+  void remember(std::span<const std::uint8_t> id, std::string subject);
+  /// The subject recorded for |id|, which becomes the most recently used; empty when unknown
+  /// (never recorded, or forgotten to make room).
+  std::string find(std::span<const std::uint8_t> id);
+
+  std::size_t size() const noexcept { return by_id_.size(); }
+  std::size_t capacity() const noexcept { return capacity_; }
+
+private:
+  struct entry {
+    std::string id;
+    std::string subject;
+  };
+  std::size_t capacity_;
+  std::list<entry> order_; // most recently used first
+  std::unordered_map<std::string_view, std::list<entry>::iterator> by_id_;
 };
 
 /// A wolfSSL TLS 1.3 context configured for QUIC through ngtcp2_crypto_wolfssl. Cheap to copy
@@ -101,8 +140,13 @@ public:
   std::string alpn() const;
   /// After the handshake: whether a session ticket was used (resumption).
   bool resumed() const noexcept;
-  /// The subject of the peer's certificate ("CN=proxy, O=..."), empty when it sent none.
-  std::string peer_subject() const;
+  /// After the handshake: the subject of the peer's certificate ("/O=detour/CN=g3proxy"),
+  /// empty when it sent none. A resumed session exchanges no certificates; on the server side
+  /// it then names the certificate verified by the full handshake its ticket comes from, which
+  /// the context remembers (tls_server_config::remembered_identities sessions at most),
+  /// and is empty when that was forgotten. Call it once per session, after the handshake: a
+  /// full handshake's subject is recorded for the session's later resumptions here.
+  std::string peer_subject();
   /// The negotiated cipher suite name.
   std::string cipher() const;
   /// A description of why the handshake failed (verification result or last wolfSSL error).

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Tests of cli/tls.hpp and cli/certs.hpp: the ALPN policy g3proxy needs, certificate generation
-// (checked by wolfSSL itself), loading errors that name the file.
+// (checked by wolfSSL itself), loading errors that name the file, the client identities kept
+// for resumed sessions.
 #include "tls.hpp"
 
 #include "alpn.hpp"
@@ -12,8 +13,11 @@
 
 #include <wolfssl/ssl.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
+#include <vector>
 
 using namespace detour::cli;
 
@@ -174,4 +178,55 @@ TEST_CASE("tls_context names the file it cannot use", "[tls]") {
   } catch (const tls_error& e) {
     CHECK(std::string(e.what()).find("does not match") != std::string::npos);
   }
+}
+
+namespace {
+
+std::vector<std::uint8_t> session_id(std::uint8_t n) {
+  return std::vector<std::uint8_t>(32, n);
+}
+
+} // namespace
+
+TEST_CASE("session_identities finds the subject recorded for a session id", "[tls][resume]") {
+  session_identities ids(8);
+  CHECK(ids.find(session_id(1)).empty());
+  ids.remember(session_id(1), "/O=detour/CN=g3proxy");
+  ids.remember(session_id(2), "/O=detour/CN=other");
+  CHECK(ids.find(session_id(1)) == "/O=detour/CN=g3proxy");
+  CHECK(ids.find(session_id(2)) == "/O=detour/CN=other");
+  CHECK(ids.find(session_id(3)).empty());
+  // An id differing in one byte, or a prefix of one, is another id.
+  auto near = session_id(1);
+  near.back() = 0;
+  CHECK(ids.find(near).empty());
+  const auto whole = session_id(1);
+  CHECK(ids.find(std::span(whole).first(16)).empty());
+  ids.remember(session_id(1), "/CN=renamed");
+  CHECK(ids.find(session_id(1)) == "/CN=renamed");
+  CHECK(ids.size() == 2);
+}
+
+TEST_CASE("session_identities forgets the least recently used id when full", "[tls][resume]") {
+  session_identities ids(3);
+  for (std::uint8_t n = 1; n <= 3; ++n) ids.remember(session_id(n), "s" + std::to_string(n));
+  // A resumption uses 1: 2 is now the least recently used.
+  CHECK(ids.find(session_id(1)) == "s1");
+  ids.remember(session_id(4), "s4");
+  CHECK(ids.size() == 3);
+  CHECK(ids.find(session_id(2)).empty());
+  CHECK(ids.find(session_id(1)) == "s1");
+  CHECK(ids.find(session_id(3)) == "s3");
+  CHECK(ids.find(session_id(4)) == "s4");
+  // Many more ids never grow it beyond its capacity.
+  for (std::uint8_t n = 10; n < 200; ++n) ids.remember(session_id(n), "x");
+  CHECK(ids.size() == 3);
+  CHECK(ids.find(session_id(199)) == "x");
+  CHECK(ids.find(session_id(1)).empty());
+  session_identities one(0); // at least one
+  CHECK(one.capacity() == 1);
+  one.remember(session_id(1), "a");
+  one.remember(session_id(2), "b");
+  CHECK(one.find(session_id(1)).empty());
+  CHECK(one.find(session_id(2)) == "b");
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // End-to-end tests of `detour serve` as a QUIC server: Retry, the connection limit, TLS session
-// resumption, certificate reload on SIGHUP, IPv6 listeners.
+// resumption (with mutual TLS too), certificate reload on SIGHUP, IPv6 listeners.
 #include "client.hpp"
 
 #include <catch2/catch_test_macros.hpp>
@@ -65,6 +65,27 @@ TEST_CASE("serve issues session tickets so the next connection resumes", "[e2e][
   CHECK(all_ok(client.run({plan(0), plan(1), plan(2)})));
   CHECK(client.pool->stats().resumed >= 1);
   CHECK(srv.wait_for_line({"conn.open", "resumed=true"}));
+}
+
+TEST_CASE("serve names the client certificate of a resumed connection under mutual TLS",
+          "[e2e][tls][resume][mtls]") {
+  temp_dir certs;
+  make_certs(certs.path);
+  server_process srv({"--cert", (certs.path / "server.pem").string(), "--key",
+                      (certs.path / "server.key").string(), "--client-ca",
+                      (certs.path / "ca.pem").string()});
+  cli::tls_client_config tc;
+  tc.ca_file = (certs.path / "ca.pem").string();
+  tc.certificate_file = (certs.path / "client.pem").string();
+  tc.private_key_file = (certs.path / "client.key").string();
+  g3_client client(srv, tc, std::nullopt, 1, 1);
+  // One task per connection: the later connections resume, and present no certificate.
+  CHECK(all_ok(client.run({plan(0), plan(1), plan(2)})));
+  REQUIRE(client.pool->stats().resumed >= 1);
+  CHECK(srv.wait_for_line({"conn.open", "resumed=true", "client_cert=\"/O=detour/CN=g3proxy\""}));
+  CHECK(srv.find_lines({"conn.open", "client_cert=-"}).empty());
+  CHECK(srv.find_lines({"conn.open", "client_cert=\"/O=detour/CN=g3proxy\""}).size() ==
+        srv.find_lines({"conn.open"}).size());
 }
 
 TEST_CASE("serve reloads its certificate on SIGHUP without dropping connections",

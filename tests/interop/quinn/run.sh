@@ -116,8 +116,11 @@ case $setup in
     [[ $closes -eq $connections && $finished -eq $closes ]] ||
       fail "$closes conn.close lines, $finished of them reason=finished code=app:0x0; expected $connections"
     if [[ $setup == mtls ]]; then
-      [[ $(count ' conn.open .*client_cert="/O=detour/CN=g3proxy"') -ge 1 ]] ||
-        fail "no conn.open names the client certificate"
+      # Resumed connections present no certificate; the server still names the one verified
+      # when their session began (FINDINGS.md #2).
+      named=$(count ' conn.open .*client_cert="/O=detour/CN=g3proxy"')
+      [[ $named -eq $connections ]] ||
+        fail "$named of $connections conn.open lines name the client certificate"
     fi
     ;;
   mtls-nocert)
