@@ -203,7 +203,8 @@ struct task_set::impl {
 
   void answer(stream_entry& e, timestamp now) {
     const auto sid = *e.sid;
-    const auto& r = drivers->stream(sid).session().task().request;
+    const auto& tr = drivers->stream(sid).session().task();
+    const auto& r = tr.request;
     // Draining: start no new relay. For a pass-through server "bypass" changes nothing for the
     // traffic (g3proxy relays it itself) and fails no task; bypass and block stay as they are.
     action a = ctx.config.decision;
@@ -232,6 +233,16 @@ struct task_set::impl {
     by_north[sid] = t.get();
     tasks.emplace(t.get(), std::move(t));
     ++counters.tasks;
+    if (tr.websocket_error != errc{}) {
+      // g3proxy never sends such a summary. A pass-through server decides nothing from the
+      // payload, so the task is answered as any other; the line tells who sent it.
+      ctx.log.warn("task.bad_payload", {{"conn", ctx.conn_id},
+                                        {"stream", e.stream.id()},
+                                        {"task", e.owner->id},
+                                        {"match", e.owner->match_id},
+                                        {"protocol", e.owner->protocol},
+                                        {"error", errc_name(tr.websocket_error)}});
+    }
     ctx.log.debug("task.start", {{"conn", ctx.conn_id},
                                  {"stream", e.stream.id()},
                                  {"task", e.owner->id},

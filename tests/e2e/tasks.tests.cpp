@@ -162,6 +162,25 @@ TEST_CASE("serve relays all four protocols, the WebSocket payload included", "[e
   CHECK_FALSE(srv.find_lines({"task.end", "user=alice", "upstream=[2001:db8::1]:993"}).empty());
 }
 
+TEST_CASE("serve relays a WebSocket task whose payload g3proxy could not have written, and "
+          "warns about it",
+          "[e2e][tasks][websocket]") {
+  server_process srv;
+  g3_client client(srv);
+  auto ws = plan(0);
+  ws.protocol = "websocket";
+  ws.payload = bytes_of("/chat\nhost: example.com\n"); // LF without CR
+  auto good = plan(1);
+  good.protocol = "websocket";
+  good.payload = bytes_of("/chat\r\nhost: example.com\r\n");
+  // A pass-through server decides nothing from the payload: both are answered and relayed.
+  require_all_ok(client.run({ws, good}));
+  CHECK(srv.wait_for_line(
+      {"task.bad_payload", "match=", "protocol=websocket", "error=ws_bad_line_ending"}));
+  CHECK(srv.find_lines({"task.bad_payload"}).size() == 1);
+  CHECK(srv.find_lines({"task.end", "protocol=websocket", "how=finished"}).size() == 2);
+}
+
 TEST_CASE("serve answers bypass and block, and takes the empty south stream and STOP_SENDING "
           "that follow calmly",
           "[e2e][tasks][action]") {
@@ -369,6 +388,77 @@ TEST_CASE("serve drains on SIGTERM: running tasks finish, new connections are re
 
   client.pool->shutdown("done");
   CHECK(srv.wait_exit(40 * second) == 0);
+}
+
+TEST_CASE("serve refuses a header over --max-header-size and a payload over --max-payload-size",
+          "[e2e][limits]") {
+  server_process srv({"--max-header-size", "256", "--max-payload-size", "32"});
+  g3_client client(srv);
+  auto& conn = dial(client);
+  stream_recorder rec;
+  // A 300-byte user name makes a header of more than 256 bytes (g3proxy's fit in 536).
+  auto long_user = plan(0);
+  long_user.username = std::string(300, 'u');
+  const auto big_header =
+      *cli::probe::g3_task::north_header(long_user, client.pool->take_match_id(conn));
+  REQUIRE(big_header.size() > 256);
+  const std::int64_t a = conn.quic->open_stream(&rec);
+  REQUIRE(conn.quic->write_some(a, big_header) == big_header.size());
+  // A WebSocket summary of 33 bytes, one more than allowed.
+  auto ws = plan(1);
+  ws.protocol = "websocket";
+  ws.payload = bytes_of("/chat/12\r\nhost: www.example.com\r\n");
+  REQUIRE(ws.payload.size() == 33);
+  auto request = *cli::probe::g3_task::north_header(ws, client.pool->take_match_id(conn));
+  request.insert(request.end(), ws.payload.begin(), ws.payload.end());
+  const std::int64_t b = conn.quic->open_stream(&rec);
+  REQUIRE(conn.quic->write_some(b, request) == request.size());
+  REQUIRE(wait(client, [&] { return rec.streams[a].reset && rec.streams[b].reset; }));
+  CHECK(*rec.streams[a].reset == 0x100 + static_cast<std::uint64_t>(errc::header_too_large));
+  CHECK(*rec.streams[b].reset == 0x100 + static_cast<std::uint64_t>(errc::payload_too_large));
+  CHECK(rec.streams[a].data.empty()); // refused, not answered
+  CHECK(rec.streams[b].data.empty());
+  CHECK(srv.wait_for_line({"stream.error", "error=header_too_large"}));
+  CHECK(srv.wait_for_line({"stream.error", "error=payload_too_large"}));
+  // Within both limits: served.
+  auto fits = plan(2);
+  fits.protocol = "websocket";
+  fits.payload = bytes_of("/chat\r\nhost: example.com\r\n");
+  require_all_ok(client.run({fits}));
+}
+
+TEST_CASE("serve closes the connections of tasks still running at --drain-timeout and exits 0",
+          "[e2e][signals][drain]") {
+  server_process srv({"--drain-timeout", "2s"});
+  g3_client client(srv);
+  auto& conn = dial(client);
+  stream_recorder rec;
+  const std::uint16_t match = client.pool->take_match_id(conn);
+  const auto north_header = *cli::probe::g3_task::north_header(plan(0), match);
+  const auto south_hello = *cli::probe::g3_task::south_hello(plan(0), match);
+  const std::int64_t north = conn.quic->open_stream(&rec);
+  REQUIRE(conn.quic->write_some(north, north_header) == north_header.size());
+  REQUIRE(wait(client, [&] { return rec.streams[north].data.size() >= 4; }));
+  const std::int64_t south = conn.quic->open_stream(&rec);
+  REQUIRE(conn.quic->write_some(south, south_hello) == south_hello.size());
+  const auto ping = bytes_of("ping");
+  REQUIRE(conn.quic->write_some(south, ping) == ping.size());
+  REQUIRE(wait(client, [&] { return rec.streams[south].data.size() == ping.size(); }));
+  // The task stays open: neither side ever ends. The drain cannot wait for it forever.
+  const auto t0 = cli::monotonic_now();
+  srv.signal(SIGTERM);
+  REQUIRE(wait(
+      client, [&] { return conn.quic->closed(); }, 15 * second));
+  const auto& why = conn.quic->close_state();
+  INFO(cli::probe::describe(why));
+  CHECK(why.by == cli::probe::close_info::cause::peer);
+  CHECK(why.application);
+  CHECK(why.code == 0);
+  CHECK(why.reason == "shutdown");
+  CHECK(cli::monotonic_now() - t0 >= 1500 * cli::nanoseconds_per_millisecond);
+  CHECK(srv.wait_for_line({"server.drain_timeout", "connections=1"}));
+  CHECK(srv.wait_for_line({"task.end", "match=0", "how=\"connection closed by server\""}));
+  CHECK(srv.wait_exit(10 * second) == 0);
 }
 
 TEST_CASE("serve resets a continued north stream whose south stream never comes",
