@@ -254,6 +254,7 @@ int open_socket(int family, const udp_options& options) {
     set_int_option(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE);
   }
   if (options.enable_gro) set_int_option(fd, SOL_UDP, UDP_GRO, 1);
+  if (options.reuse_port) set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
   return fd;
 }
 

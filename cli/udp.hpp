@@ -93,6 +93,9 @@ struct udp_options {
   int send_buffer_bytes = 4 << 20;    ///< SO_SNDBUF wish (capped at wmem_max)
   bool enable_gro = true;             ///< UDP_GRO: fewer, coalesced receives
   bool enable_gso = true;             ///< UDP_SEGMENT: one send for a train of packets
+  /// SO_REUSEPORT: several sockets (one per worker of `detour serve --workers`) share the
+  /// address and the kernel spreads 4-tuples over them. Only sockets of the same user join.
+  bool reuse_port = false;
 };
 
 /// A non-blocking UDP socket. bound() makes a listener that talks to many peers (the server);
