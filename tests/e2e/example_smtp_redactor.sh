@@ -5,7 +5,8 @@
 #   1. `probe check` passes: apart from SMTP messages it is a pass-through server;
 #   2. `probe load --protocol smtp --relay-data protocol` fails exactly where the message's card
 #      number comes back masked (data_mismatch at its first digit), every task;
-#   3. its capture shows the masked number and never the original (when tshark is installed);
+#   3. its capture shows the masked number and never the original (read back with tshark, which
+#      must be installed: Debian package tshark, installed by scripts/deps);
 #   4. it stops cleanly on SIGTERM and says how many numbers it masked.
 #
 # usage: example_smtp_redactor.sh SMTP_REDACTOR DETOUR
@@ -67,13 +68,11 @@ pid=
 grep -q "smtp-redactor: 8 card number(s) masked" "$work/serve.log" || fail "no count of 8"
 [[ $(wc -l <"$work/audit.jsonl") -ge 8 ]] || fail "the audit file lacks the tasks"
 
-if command -v tshark >/dev/null; then
-  # Every message, as tshark decodes it (Internet Message Format, after SMTP DATA).
-  body=$(tshark -r "$work/tasks.pcap" -Y imf -V 2>/dev/null)
-  [[ $(grep -c "Subject: detour probe" <<<"$body") -eq 8 ]] || fail "not 8 messages in the capture"
-  grep -q "XXXX XXXX XXXX 1111" <<<"$body" || fail "the capture does not show the masked number"
-  if grep -q "4111 1111 1111 1111" <<<"$body"; then fail "the capture shows the card number"; fi
-else
-  echo "note: tshark is not installed; the capture was not read back"
-fi
+command -v tshark >/dev/null ||
+  fail "tshark is not on the PATH: install it (Debian package tshark; scripts/deps does)"
+# Every message, as tshark decodes it (Internet Message Format, after SMTP DATA).
+body=$(tshark -r "$work/tasks.pcap" -Y imf -V 2>/dev/null)
+[[ $(grep -c "Subject: detour probe" <<<"$body") -eq 8 ]] || fail "not 8 messages in the capture"
+grep -q "XXXX XXXX XXXX 1111" <<<"$body" || fail "the capture does not show the masked number"
+if grep -q "4111 1111 1111 1111" <<<"$body"; then fail "the capture shows the card number"; fi
 echo "PASS"
