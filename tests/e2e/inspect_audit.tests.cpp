@@ -149,8 +149,8 @@ TEST_CASE("serve --audit reopens its file on SIGHUP after a rotation moved it", 
   g3_client client(srv);
   run_ok(client, {plan(1, 100), plan(2, 100)});
   // The lines are written off the event loop: wait for them (bounded).
-  REQUIRE(client.pool->run_until([&] { return file_lines(audit).size() == 2; },
-                                 cli::monotonic_now() + 10 * second));
+  REQUIRE(poll_until(client, [&] { return file_lines(audit).size() == 2; },
+                     cli::monotonic_now() + 10 * second));
   std::filesystem::rename(audit, dir.path / "audit.jsonl.1");
   srv.signal(SIGHUP);
   REQUIRE(srv.wait_for_line({"audit.reopened"}));

@@ -13,9 +13,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -293,14 +295,28 @@ inline std::string log_field(const std::string& line, const std::string& key) {
   return line.substr(start, line.find(' ', start) - start);
 }
 
+/// Runs `client` until `done` holds or `deadline` passes, looking at `done` at least every
+/// 20 ms: for what the client's own events do not announce (the server's log lines, its files,
+/// its exit), which `client_pool::run_until` would only notice at its deadline.
+inline bool poll_until(g3_client& client, const std::function<bool()>& done,
+                       cli::timestamp deadline) {
+  constexpr cli::timestamp step = 20 * cli::nanoseconds_per_second / 1000;
+  while (!done()) {
+    const cli::timestamp now = cli::monotonic_now();
+    if (now >= deadline) return false;
+    (void)client.pool->run_until([] { return false; }, std::min(deadline, now + step));
+  }
+  return true;
+}
+
 /// Stops `srv` the way an operator does (SIGTERM) while `client` keeps answering, after it
 /// closed its idle connections as g3proxy does; returns the exit status (empty: no exit within
 /// 30 s).
 inline std::optional<int> stop_server(server_process& srv, g3_client& client) {
   client.pool->shutdown("end of test");
   srv.signal(SIGTERM);
-  (void)client.pool->run_until([&] { return !srv.running(); },
-                               cli::monotonic_now() + 30 * cli::nanoseconds_per_second);
+  (void)poll_until(client, [&] { return !srv.running(); },
+                   cli::monotonic_now() + 30 * cli::nanoseconds_per_second);
   return srv.wait_exit(5 * cli::nanoseconds_per_second);
 }
 
