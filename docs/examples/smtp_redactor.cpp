@@ -13,6 +13,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -52,11 +53,12 @@ bool mask_if_card_number(std::string& run) {
 }
 
 // The inspector: the library's contract (one copy per relay direction, so its state is per
-// direction; the counter is shared by all tasks). It streams: outside a message every byte goes
+// direction; the counter is shared by all tasks, and atomic: with --workers, relays run on
+// several threads at once). It streams: outside a message every byte goes
 // on at once; inside one only a run of digits that may still grow into a card number waits, at
 // most ~40 bytes and only until the next other byte, so no exchange ever waits on it.
 struct card_redactor {
-  std::uint64_t* masked = nullptr;
+  std::atomic<std::uint64_t>* masked = nullptr;
   std::string out{};       // what this call forwards (valid until the next call)
   std::string run{};       // digits (and separators) held back while they may be a card number
   std::string head{};      // the first bytes of the current line: "DATA\r\n"? ".\r\n"?
@@ -107,7 +109,7 @@ struct card_redactor {
       tail.insert(tail.begin(), run.back());
       run.pop_back();
     }
-    if (mask_if_card_number(run)) ++*masked;
+    if (mask_if_card_number(run)) masked->fetch_add(1, std::memory_order_relaxed);
     out += run;
     out += tail;
     run.clear();
@@ -117,12 +119,12 @@ struct card_redactor {
 } // namespace
 
 int main(int argc, char** argv) {
-  std::uint64_t masked = 0;
+  std::atomic<std::uint64_t> masked{0};
   detour::cli::serve_extensions extensions;
   extensions.name = "smtp-redactor";
   extensions.hook = detour::cli::make_task_hook(card_redactor{&masked});
   const int status = detour::cli::run_serve(
       {argv + 1, static_cast<std::size_t>(argc > 0 ? argc - 1 : 0)}, extensions);
-  fmt::print(stderr, "smtp-redactor: {} card number(s) masked\n", masked);
+  fmt::print(stderr, "smtp-redactor: {} card number(s) masked\n", masked.load());
   return status;
 }
