@@ -101,6 +101,8 @@ examples:
   detour serve --policy /etc/detour/policy.rules --audit /var/log/detour/audit.jsonl \
                --capture /var/lib/detour/mail.pcap --metrics 127.0.0.1:9090
   detour serve --check-policy /etc/detour/policy.rules
+  detour serve --audit - --capture /var/lib/detour/tasks.pcap --capture-max-size 64m \
+               --capture-files 8 --summary-interval 10s  # at most ~512 MiB of capture
 )";
 
 std::vector<std::string> split_list(std::string_view s) {
