@@ -122,6 +122,11 @@ void logger::write(log_level level, std::string_view event,
     append_json_string(out, level_name(level));
     out.append(std::string_view(",\"event\":"));
     append_json_string(out, event);
+    if (!tag_key_.empty()) {
+      out.push_back(',');
+      append_json_string(out, tag_key_);
+      fmt::format_to(std::back_inserter(out), ":{}", tag_value_);
+    }
     for (const auto& f : fields) {
       out.push_back(',');
       append_json_string(out, f.key);
@@ -132,6 +137,7 @@ void logger::write(log_level level, std::string_view event,
   } else {
     append_timestamp(out);
     fmt::format_to(std::back_inserter(out), " {:<5} {}", level_name(level), event);
+    if (!tag_key_.empty()) fmt::format_to(std::back_inserter(out), " {}={}", tag_key_, tag_value_);
     for (const auto& f : fields) {
       out.push_back(' ');
       out.append(f.key);

@@ -45,6 +45,15 @@ public:
                   std::FILE* out = stderr) noexcept
       : min_(min), format_(format), out_(out) {}
 
+  /// A logger writing to the same place whose every line also carries |key|=|value| right
+  /// after the event name (`detour serve --workers`: `worker=1`). |key| must outlive it.
+  logger tagged(std::string_view key, std::uint64_t value) const noexcept {
+    logger l = *this;
+    l.tag_key_ = key;
+    l.tag_value_ = value;
+    return l;
+  }
+
   bool enabled(log_level level) const noexcept { return level >= min_ && min_ != log_level::off; }
   void write(log_level level, std::string_view event, std::initializer_list<log_field> fields);
 
@@ -65,6 +74,8 @@ private:
   log_level min_;
   log_format format_;
   std::FILE* out_;
+  std::string_view tag_key_; // empty: no tag
+  std::uint64_t tag_value_ = 0;
 };
 
 } // namespace detour::cli
