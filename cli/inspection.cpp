@@ -246,6 +246,7 @@ std::optional<socket_address> inspection::metrics_address() const {
 
 std::string inspection::render_metrics() const {
   metrics_gauges g = gauges_ ? gauges_() : metrics_gauges{};
+  const std::lock_guard lock(mutex_);
   if (audit_) {
     g.audit = true;
     g.audit_written = audit_->written();
@@ -300,6 +301,7 @@ std::shared_ptr<task_trace> inspection::begin_task(const task_request& t, std::s
     }
   }
 
+  const std::lock_guard lock(mutex_);
   action a = configured;
   bool capture = capture_ != nullptr;
   if (policy_) {
@@ -378,8 +380,11 @@ void inspection::capture_chunk(task_trace& t, const io::chunk<task_request>& c,
 io::verdict inspection::inspect(std::shared_ptr<task_trace>& trace,
                                 std::unique_ptr<direction_inspector>& user, bool& looked_up,
                                 const io::chunk<task_request>& c) {
+  // Without a capture or a hook no task is ever live: the common case takes no lock.
+  if (!capture_ && !hook_) return io::verdict::pass();
   if (!looked_up) {
     looked_up = true;
+    const std::lock_guard lock(mutex_);
     if (const auto it = live_.find(c.task); it != live_.end()) {
       trace = it->second;
       if (hook_ && c.task) user = hook_->open(*c.task, c.side);
@@ -387,12 +392,16 @@ io::verdict inspection::inspect(std::shared_ptr<task_trace>& trace,
   }
   if (!trace) return io::verdict::pass();
   const io::verdict v = user ? user->inspect(c) : io::verdict::pass();
-  if (trace->conversation) capture_chunk(*trace, c, v);
+  if (trace->conversation) {
+    const std::lock_guard lock(mutex_);
+    capture_chunk(*trace, c, v);
+  }
   return v;
 }
 
 void inspection::end_task(task_trace& t, std::uint64_t client_bytes, std::uint64_t remote_bytes,
                           std::string_view end, timestamp now) {
+  const std::lock_guard lock(mutex_);
   audit_record& rec = t.record;
   rec.client_bytes = client_bytes;
   rec.remote_bytes = remote_bytes;
@@ -415,6 +424,7 @@ void inspection::end_task(task_trace& t, std::uint64_t client_bytes, std::uint64
 }
 
 void inspection::reload() {
+  const std::lock_guard lock(mutex_);
   if (!options_.policy_file.empty()) {
     policy_load p = load_policy(options_.policy_file);
     if (!p.value) {
@@ -456,6 +466,7 @@ void inspection::flush() {
 
 void inspection::log_summary() {
   const metrics_gauges g = gauges_ ? gauges_() : metrics_gauges{};
+  const std::lock_guard lock(mutex_);
   const std::uint64_t tasks = metrics_.tasks_answered();
   const std::uint64_t interval_tasks = tasks - summary_tasks_;
   summary_tasks_ = tasks;

@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -54,8 +55,9 @@ struct task_trace {
   bool capture_stopped = false;                   ///< packets were dropped: the rest is not written
 };
 
-/// @brief The server's inspection features, shared by all connections (one per process, on the
-/// event loop thread).
+/// @brief The server's inspection features, shared by all connections (one per process). Its
+/// task calls are thread-safe: with `--workers`, every worker thread reports to it (one mutex;
+/// the relays' inspector takes it only when there is a capture or a hook to serve).
 class inspection {
 public:
   /// Loads the policy, opens the audit and capture files, starts the metrics endpoint and the
@@ -82,9 +84,15 @@ public:
   void end_task(task_trace& t, std::uint64_t client_bytes, std::uint64_t remote_bytes,
                 std::string_view end, timestamp now);
   /// A stream was reset for an error.
-  void stream_error(errc e) { metrics_.stream_error(e); }
+  void stream_error(errc e) {
+    const std::lock_guard lock(mutex_);
+    metrics_.stream_error(e);
+  }
   /// A handshake failed ("tls" or "timeout").
-  void handshake_failed(std::string_view reason) { metrics_.handshake_failed(reason); }
+  void handshake_failed(std::string_view reason) {
+    const std::lock_guard lock(mutex_);
+    metrics_.handshake_failed(reason);
+  }
 
   /// The relays' inspector sees a chunk (serve_inspector); returns the verdict.
   io::verdict inspect(std::shared_ptr<task_trace>& trace,
@@ -100,7 +108,10 @@ public:
   void flush();
 
   const metrics& counters() const noexcept { return metrics_; }
-  std::shared_ptr<const policy> current_policy() const noexcept { return policy_; }
+  std::shared_ptr<const policy> current_policy() const {
+    const std::lock_guard lock(mutex_);
+    return policy_;
+  }
   /// The metrics endpoint's address, when there is one.
   std::optional<socket_address> metrics_address() const;
   /// The exposition text, as the endpoint serves it.
@@ -111,6 +122,9 @@ private:
   void commit_capture(task_trace& t);
   void log_summary();
 
+  // Guards everything below that tasks touch: the policy pointer, the metrics, the audit and
+  // capture queues, live_.
+  mutable std::mutex mutex_;
   inspection_options options_;
   event_loop& loop_;
   logger& log_;
