@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // cli/serve.cpp: `detour serve`, the pass-through detour server for g3proxy: options and
-// --help, development certificates on first start, signals (drain, reload), the run loop.
+// --help, development certificates on first start, signals (drain, reload), the workers and the
+// run loop.
 #include "args.hpp"
 #include "certs.hpp"
 #include "commands.hpp"
@@ -11,6 +12,7 @@
 #include "serve_config.hpp"
 #include "server.hpp"
 #include "tls.hpp"
+#include "workers.hpp"
 
 #include <fmt/core.h>
 
@@ -42,7 +44,11 @@ options:
   --alpn NAME[,NAME...]  accept only these ALPN names when a client offers ALPN; a client
                          offering none (g3proxy) is always accepted (default: accept any)
   --action ACTION        continue | bypass | block: the answer to every task (default continue)
-  --max-connections N    connections at once; more are refused (default 4096)
+  --workers N            event loops on as many threads, each with its own sockets on every
+                         --listen address (SO_REUSEPORT): the kernel spreads clients over
+                         them; 0: one per core (default 0); 1: a single loop
+  --max-connections N    connections at once, all workers together; more are refused
+                         (default 4096)
   --max-streams N        concurrent streams a client may open per connection, raised again as
                          streams close; g3proxy needs 2 per task (default 128, at least 64)
   --idle-timeout DUR     QUIC idle timeout; above g3proxy's 60 s so its value rules
@@ -155,6 +161,8 @@ bool parse_options(args a, serve_config& cfg) {
         throw usage_error("--action wants continue, bypass or block, not '" + std::string(v) + "'");
       }
       cfg.inspect.action_given = true;
+    } else if (r.is("--workers")) {
+      cfg.workers = r.number(0, server_group::max_workers);
     } else if (r.is("--max-connections")) {
       cfg.max_connections = r.number(1, 1'000'000);
     } else if (r.is("--max-streams")) {
@@ -264,20 +272,21 @@ int run_serve(args a, const serve_extensions& extensions) {
       return tls_context::server(t);
     };
     event_loop loop;
-    // Policy, audit, capture, metrics: before the server (its tasks report to them) and gone
-    // after it (tasks cut short by the exit are still recorded).
+    // Policy, audit, capture, metrics: before the servers (their tasks report to them) and gone
+    // after them (tasks cut short by the exit are still recorded).
     inspection features(cfg.inspect, loop, log, extensions.hook);
     cfg.features = &features;
-    server srv(loop, cfg, make_tls(), log);
+    const std::size_t workers = cfg.workers == 0 ? default_worker_count() : cfg.workers;
+    worker_group srv(loop, cfg, make_tls(), log, workers);
     features.set_gauges([&srv] {
       metrics_gauges g;
-      const server_stats& s = srv.stats();
-      g.connections_accepted = s.connections;
-      g.connections_open = srv.connection_count();
-      g.connections_refused = s.refused;
-      g.retries = s.retries;
-      g.stateless_resets = s.stateless_resets;
-      g.version_negotiations = s.version_negotiations;
+      const worker_totals t = srv.totals();
+      g.connections_accepted = t.connections;
+      g.connections_open = t.open;
+      g.connections_refused = t.refused;
+      g.retries = t.retries;
+      g.stateless_resets = t.stateless_resets;
+      g.version_negotiations = t.version_negotiations;
       return g;
     });
     std::string addrs;
@@ -286,7 +295,8 @@ int run_serve(args a, const serve_extensions& extensions) {
                                   {"action", to_string(cfg.decision)},
                                   {"mutual_tls", !cfg.client_ca_file.empty()},
                                   {"retry", cfg.retry},
-                                  {"gso", srv.gso_available()}});
+                                  {"gso", srv.gso_available()},
+                                  {"workers", srv.size()}});
 
     signal_watch signals(loop, {SIGINT, SIGTERM, SIGHUP}, [&](int sig) {
       if (sig == SIGHUP) {
@@ -301,8 +311,10 @@ int run_serve(args a, const serve_extensions& extensions) {
       }
       srv.begin_shutdown([&] { loop.stop(); });
     });
+    srv.start(); // after the signal watch: the worker threads inherit a mask with them blocked
     loop.run();
-    log.info("server.stopped", {{"connections", srv.stats().connections}});
+    const worker_totals t = srv.totals();
+    log.info("server.stopped", {{"connections", t.connections}, {"forwarded", t.forwarded}});
     return 0;
   } catch (const cert_error& e) {
     log.error("server.failed", {{"error", e.what()}});

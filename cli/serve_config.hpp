@@ -43,8 +43,13 @@ struct serve_config {
   /// The answer to every task. Continue relays through us (the pass-through echo).
   detour::action decision = detour::action::proceed;
 
-  /// Connections at once; more are refused with CONNECTION_REFUSED. g3proxy keeps 32 per
-  /// proxy; room for many proxies, small enough that a flood cannot exhaust memory.
+  /// Event loops (threads), each with its own SO_REUSEPORT sockets (cli/workers.hpp). 0: one
+  /// per core the process may use. A proxy fleet's many connections spread over them; one
+  /// connection is served by one worker, so a single task never uses more than one core.
+  std::size_t workers = 0;
+  /// Connections at once, all workers together; more are refused with CONNECTION_REFUSED.
+  /// g3proxy keeps 32 per proxy; room for many proxies, small enough that a flood cannot
+  /// exhaust memory.
   std::size_t max_connections = 4096;
   /// Concurrent bidirectional streams a client may open per connection (MAX_STREAMS), raised
   /// again as streams close. g3proxy needs 2 per task; at least 64 so that a connection serving

@@ -52,13 +52,15 @@ void fill_random(std::span<std::uint8_t> out) noexcept {
   }
 }
 
-server::server(event_loop& loop, const serve_config& config, tls_context tls, logger& log)
-    : loop_(loop), config_(config), tls_(std::move(tls)), log_(log), batch_(),
-      scratch_(max_train_packets * NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE),
+server::server(event_loop& loop, const serve_config& config, tls_context tls, logger& log,
+               server_group& group, std::size_t index)
+    : loop_(loop), config_(config), tls_(std::move(tls)), log_(log), group_(group), index_(index),
+      batch_(), scratch_(max_train_packets * NGTCP2_MAX_PMTUD_UDP_PAYLOAD_SIZE),
       reaper_(loop, [this] { reap(); }) {
-  fill_random(secret_);
+  udp_options options;
+  options.reuse_port = group_.workers > 1;
   for (const socket_address& a : config_.listen) {
-    auto ep = std::make_unique<endpoint>(endpoint{udp_socket::bound(a), nullptr, {}});
+    auto ep = std::make_unique<endpoint>(endpoint{udp_socket::bound(a, options), nullptr, {}});
     endpoint* raw = ep.get();
     ep->watch = std::make_unique<io_watch>(loop_, ep->socket.fd(), EPOLLIN,
                                            [this, raw](std::uint32_t events) {
@@ -71,6 +73,7 @@ server::server(event_loop& loop, const serve_config& config, tls_context tls, lo
 
 server::~server() {
   // Connections first: they reference endpoints and the pool.
+  group_.connections -= connections_.size();
   connections_.clear();
   routes_.clear();
 }
@@ -115,6 +118,7 @@ void server::on_packet(endpoint& ep, const received_datagram& d,
     if (!c->dead()) c->on_packet(d, pkt);
     return;
   }
+  if (forward_to_owner(ep, d, pkt, {vc.dcid, vc.dcidlen})) return;
   if ((pkt[0] & 0x80) == 0) {
     // A short-header packet for a connection we do not know (we restarted, or it is long
     // gone): tell the client with a stateless reset so it stops at once.
@@ -124,10 +128,54 @@ void server::on_packet(endpoint& ep, const received_datagram& d,
   accept(ep, d, pkt);
 }
 
+bool server::forward_to_owner(endpoint& ep, const received_datagram& d,
+                              std::span<const std::uint8_t> pkt,
+                              std::span<const std::uint8_t> dcid) {
+  if (group_.workers < 2 || dcid.size() != our_cid_length) return false;
+  // Initial and 0-RTT packets carry the client's own random DCID until it learns ours (RFC
+  // 9000 §7.2), and a client does not migrate before the handshake (§9): whoever receives
+  // them accepts. Every other packet names its connection with an ID of ours.
+  const bool long_header = (pkt[0] & 0x80) != 0;
+  const unsigned type = (pkt[0] & 0x30) >> 4; // QUIC v1 long packet types (§17.2)
+  if (long_header && (type == 0 || type == 1)) return false;
+  const std::size_t owner = dcid[0];
+  if (owner == index_ || owner >= group_.workers) return false;
+  forwarded_datagram f;
+  for (std::size_t i = 0; i < endpoints_.size(); ++i) {
+    if (endpoints_[i].get() == &ep) f.endpoint = i;
+  }
+  f.remote = d.remote;
+  f.local = d.local;
+  f.bytes.assign(pkt.begin(), pkt.end());
+  f.ecn = d.ecn;
+  stats_.forwarded.fetch_add(1, std::memory_order_relaxed);
+  log_.debug("packet.forwarded", {{"to_worker", owner}, {"peer", d.remote.to_string()}});
+  group_.forward(owner, std::move(f));
+  return true;
+}
+
+void server::on_forwarded(const forwarded_datagram& f) {
+  if (f.endpoint >= endpoints_.size() || f.bytes.empty()) return;
+  received_datagram d;
+  d.data = f.bytes;
+  d.remote = f.remote;
+  d.local = f.local;
+  d.segment_size = f.bytes.size();
+  d.ecn = f.ecn;
+  // The DCID names this worker, so on_packet never forwards it again.
+  on_packet(*endpoints_[f.endpoint], d, f.bytes);
+}
+
+void server::new_cid(ngtcp2_cid& cid, std::size_t length) const noexcept {
+  cid.datalen = length;
+  fill_random({cid.data, length});
+  if (group_.workers > 1 && length > 0) cid.data[0] = static_cast<std::uint8_t>(index_);
+}
+
 void server::accept(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt) {
   ngtcp2_pkt_hd hd{};
   if (ngtcp2_accept(&hd, pkt.data(), pkt.size()) != 0) return; // not an acceptable Initial
-  if (shutting_down_ || connections_.size() >= config_.max_connections) {
+  if (shutting_down_ || group_.connections.load() >= config_.max_connections) {
     ++stats_.refused;
     log_.debug("conn.refused", {{"peer", d.remote.to_string()},
                                 {"reason", shutting_down_ ? "shutting down" : "max connections"}});
@@ -144,7 +192,7 @@ void server::accept(endpoint& ep, const received_datagram& d, std::span<const st
     // The client comes back with our Retry token: check it (address, CID, age).
     ngtcp2_cid odcid{};
     if (ngtcp2_crypto_verify_retry_token2(
-            &odcid, hd.token, hd.tokenlen, secret_.data(), secret_.size(), hd.version,
+            &odcid, hd.token, hd.tokenlen, group_.secret.data(), group_.secret.size(), hd.version,
             reinterpret_cast<const ngtcp2_sockaddr*>(d.remote.data()), d.remote.size(), &hd.dcid,
             retry_token_lifetime, token_time()) != 0) {
       send_refusal(ep, d, hd, NGTCP2_INVALID_TOKEN);
@@ -156,7 +204,7 @@ void server::accept(endpoint& ep, const received_datagram& d, std::span<const st
   } else if (hd.type == NGTCP2_PKT_INITIAL && hd.tokenlen > 0 &&
              hd.token[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_REGULAR &&
              ngtcp2_crypto_verify_regular_token(
-                 hd.token, hd.tokenlen, secret_.data(), secret_.size(),
+                 hd.token, hd.tokenlen, group_.secret.data(), group_.secret.size(),
                  reinterpret_cast<const ngtcp2_sockaddr*>(d.remote.data()), d.remote.size(),
                  new_token_lifetime, token_time()) == 0) {
     // A NEW_TOKEN we gave this address on an earlier connection: validated already, no Retry.
@@ -175,6 +223,7 @@ void server::accept(endpoint& ep, const received_datagram& d, std::span<const st
   }
   connection* raw = c.get();
   connections_.emplace(raw, std::move(c));
+  ++group_.connections;
   for (const ngtcp2_cid& cid : raw->routed_cids()) associate(cid, *raw);
   ++stats_.connections;
   raw->on_packet(d, pkt);
@@ -224,8 +273,8 @@ void server::send_stateless_reset(endpoint& ep, const received_datagram& d, std:
   ngtcp2_cid cid{};
   ngtcp2_cid_init(&cid, dcid.data(), dcid.size());
   std::array<std::uint8_t, NGTCP2_STATELESS_RESET_TOKENLEN> token{};
-  if (ngtcp2_crypto_generate_stateless_reset_token(token.data(), secret_.data(), secret_.size(),
-                                                   &cid) != 0) {
+  if (ngtcp2_crypto_generate_stateless_reset_token(token.data(), group_.secret.data(),
+                                                   group_.secret.size(), &cid) != 0) {
     return;
   }
   std::array<std::uint8_t, 64> buf{};
@@ -240,13 +289,12 @@ void server::send_stateless_reset(endpoint& ep, const received_datagram& d, std:
 
 void server::send_retry(endpoint& ep, const received_datagram& d, const ngtcp2_pkt_hd& hd) {
   ngtcp2_cid scid{};
-  scid.datalen = our_cid_length;
-  fill_random({scid.data, scid.datalen});
+  new_cid(scid, our_cid_length);
   std::array<std::uint8_t, NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN2> token{};
-  const ngtcp2_ssize tlen =
-      ngtcp2_crypto_generate_retry_token2(token.data(), secret_.data(), secret_.size(), hd.version,
-                                          reinterpret_cast<const ngtcp2_sockaddr*>(d.remote.data()),
-                                          d.remote.size(), &scid, &hd.dcid, token_time());
+  const ngtcp2_ssize tlen = ngtcp2_crypto_generate_retry_token2(
+      token.data(), group_.secret.data(), group_.secret.size(), hd.version,
+      reinterpret_cast<const ngtcp2_sockaddr*>(d.remote.data()), d.remote.size(), &scid, &hd.dcid,
+      token_time());
   if (tlen < 0) return;
   std::array<std::uint8_t, NGTCP2_MAX_UDP_PAYLOAD_SIZE> buf{};
   const ngtcp2_ssize n =
@@ -328,7 +376,7 @@ void server::reap() {
       if (it != routes_.end() && it->second == c) routes_.erase(it);
     }
     for (auto& ep : endpoints_) std::erase(ep->blocked, c);
-    connections_.erase(c);
+    if (connections_.erase(c) != 0) --group_.connections;
   }
   if (!dead.empty()) trim_memory();
   check_drained();

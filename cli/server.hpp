@@ -2,7 +2,9 @@
 // cli/server.hpp: the QUIC server of `detour serve` (RFC 9000): UDP endpoints, packets routed to
 // their connection by destination connection ID, version negotiation (§6), stateless reset
 // (§10.3), optional Retry (§8.1.2), the connection limit, graceful shutdown and certificate
-// reload.
+// reload. With `--workers` several servers, one per worker thread, share a server_group: the
+// connection IDs they issue name their worker, and a packet that reaches the wrong worker is
+// handed to the right one (cli/workers.hpp).
 #pragma once
 
 #include "connection.hpp"
@@ -14,7 +16,9 @@
 #include "udp.hpp"
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -38,13 +42,42 @@ struct endpoint {
   std::vector<connection*> blocked; ///< connections waiting for the socket to drain
 };
 
-/// Server-wide counters.
+/// Server-wide counters. Atomic: the metrics endpoint reads every worker's from its own thread
+/// (relaxed: each counter stands alone).
 struct server_stats {
-  std::uint64_t connections = 0; ///< accepted
-  std::uint64_t refused = 0;     ///< over --max-connections or while shutting down
-  std::uint64_t retries = 0;     ///< Retry packets sent
-  std::uint64_t version_negotiations = 0;
-  std::uint64_t stateless_resets = 0;
+  using counter = std::atomic<std::uint64_t>;
+  counter connections{0}; ///< accepted
+  counter refused{0};     ///< over --max-connections or while shutting down
+  counter retries{0};     ///< Retry packets sent
+  counter version_negotiations{0};
+  counter stateless_resets{0};
+  counter forwarded{0}; ///< packets handed to the worker that owns their connection
+};
+
+/// A datagram one worker received for a connection of another: a copy, since the receive
+/// buffer is reused at once (only packets whose 4-tuple moved take this path).
+struct forwarded_datagram {
+  std::size_t endpoint = 0; ///< index of the listen address (same order in every worker)
+  socket_address remote;
+  socket_address local;
+  std::vector<std::uint8_t> bytes;
+  unsigned ecn = 0;
+};
+
+/// What the servers of one process share; made before them, outliving them. One worker: a
+/// group of one, no forwarding.
+struct server_group {
+  /// Workers, at most max_workers: the first byte of every connection ID we issue is the
+  /// index of the worker that owns the connection.
+  std::size_t workers = 1;
+  static constexpr std::size_t max_workers = 256;
+  /// The key of stateless reset tokens, Retry and NEW_TOKEN tokens: one for all workers, so
+  /// that any of them can reset any connection and accept any token. Random per process.
+  std::array<std::uint8_t, 32> secret{};
+  /// Connections open in all workers together: --max-connections is a process-wide limit.
+  std::atomic<std::size_t> connections{0};
+  /// Hands |d| to worker |to| (thread-safe; it runs on that worker's thread later).
+  std::function<void(std::size_t to, forwarded_datagram&& d)> forward;
 };
 
 class server {
@@ -52,8 +85,11 @@ public:
   /// Packets a connection writes in one burst, at most (the kernel's UDP_MAX_SEGMENTS).
   static constexpr std::size_t max_train_packets = 64;
 
-  /// Binds every listen address of |config|. Throws std::system_error naming the address.
-  server(event_loop& loop, const serve_config& config, tls_context tls, logger& log);
+  /// Binds every listen address of |config| (with SO_REUSEPORT when |group| has several
+  /// workers). |index|: this server's worker number in |group|. Throws std::system_error naming
+  /// the address.
+  server(event_loop& loop, const serve_config& config, tls_context tls, logger& log,
+         server_group& group, std::size_t index = 0);
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
@@ -74,8 +110,14 @@ public:
   const serve_config& config() const noexcept { return config_; }
   logger& log() noexcept { return log_; }
   block_pool& pool() noexcept { return pool_; }
-  /// The secret behind stateless reset tokens and Retry tokens; random per process.
-  std::span<const std::uint8_t> secret() const noexcept { return secret_; }
+  /// The secret behind stateless reset tokens and Retry tokens; random per process, shared by
+  /// its workers.
+  std::span<const std::uint8_t> secret() const noexcept { return group_.secret; }
+  /// Fills |cid| with a new connection ID of |length| bytes: random, but for the first byte,
+  /// which names this worker when there are several (at least 8 random bytes remain).
+  void new_cid(ngtcp2_cid& cid, std::size_t length) const noexcept;
+  /// A datagram another worker received for one of our connections (this worker's thread).
+  void on_forwarded(const forwarded_datagram& d);
   void associate(const ngtcp2_cid& cid, connection& c);
   void dissociate(const ngtcp2_cid& cid);
   send_result send(endpoint& ep, const socket_address& remote, const socket_address& local,
@@ -94,6 +136,8 @@ private:
   void on_readable(endpoint& ep);
   void on_writable(endpoint& ep);
   void on_packet(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt);
+  bool forward_to_owner(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt,
+                        std::span<const std::uint8_t> dcid);
   void accept(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt);
   void send_version_negotiation(endpoint& ep, const received_datagram& d,
                                 std::span<const std::uint8_t> dcid,
@@ -112,7 +156,8 @@ private:
   tls_context tls_;
   logger& log_;
   block_pool pool_;
-  std::array<std::uint8_t, 32> secret_{};
+  server_group& group_;
+  std::size_t index_;
   std::vector<std::unique_ptr<endpoint>> endpoints_;
   receive_batch batch_;
   std::vector<std::uint8_t> scratch_;
