@@ -135,8 +135,7 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
       tasks_({srv.config(), srv.log(), srv.pool(), *this, tx_budget_, log_id_}) {
   const serve_config& cfg = srv.config();
   ngtcp2_cid scid{};
-  scid.datalen = scid_length;
-  fill_random({scid.data, scid.datalen});
+  srv.new_cid(scid, scid_length); // names this worker (server::new_cid)
   log_id_ = hex(scid.data, 4);
 
   ngtcp2_settings settings;
@@ -335,8 +334,7 @@ int connection::cb_extend_max_stream_data(std::int64_t id) {
 }
 
 int connection::cb_get_new_connection_id(ngtcp2_cid* cid, std::uint8_t* token, std::size_t len) {
-  cid->datalen = len;
-  fill_random({cid->data, len});
+  server_.new_cid(*cid, len);
   if (ngtcp2_crypto_generate_stateless_reset_token(token, server_.secret().data(),
                                                    server_.secret().size(), cid) != 0) {
     return NGTCP2_ERR_CALLBACK_FAILURE;
