@@ -49,6 +49,16 @@ void fault_relay::on_front() {
   }
 }
 
+void fault_relay::rebind() {
+  for (auto& [key, f] : flows_) {
+    flow* raw = f.get();
+    raw->watch.reset();
+    raw->upstream = cli::udp_socket::connected(server_);
+    raw->watch = std::make_unique<cli::io_watch>(loop_, raw->upstream.fd(), EPOLLIN,
+                                                 [this, raw](std::uint32_t) { on_upstream(*raw); });
+  }
+}
+
 void fault_relay::on_upstream(flow& f) {
   while (f.upstream.receive(batch_) != 0) {
     for (const auto& d : batch_.datagrams()) {

@@ -51,6 +51,9 @@ public:
   const cli::socket_address& address() const noexcept { return front_.local_address(); }
   /// Drops everything, both ways, from now until now + |duration|.
   void blackout(cli::timestamp duration);
+  /// NAT rebinding: every client gets a new upstream socket (a new source port) from now on,
+  /// so the server sees each connection's packets arrive from a new address.
+  void rebind();
   /// Changes the faults from now on (e.g. a clean phase after a lossy one).
   void set_profile(const fault_profile& p) noexcept { profile_ = p; }
   const fault_stats& stats() const noexcept { return stats_; }

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+// End-to-end tests of `detour serve --workers`: connections spread over the workers (by the
+// kernel's SO_REUSEPORT hash of their 4-tuples), session tickets valid in every worker, packets
+// of a connection whose address changed (NAT rebinding, RFC 9000 §9) reaching the worker that
+// owns it, and a drain across workers.
+#include "client.hpp"
+#include "fault_relay.hpp"
+
+#include <catch2/catch_test_macros.hpp>
+
+#include <csignal>
+#include <set>
+
+using namespace detour;
+using namespace detour::test;
+using cli::probe::task_result;
+
+namespace {
+
+constexpr cli::timestamp second = cli::nanoseconds_per_second;
+
+void require_all_ok(const std::vector<task_result>& results) {
+  std::size_t ok = 0;
+  for (const auto& r : results) {
+    if (!r.ok()) {
+      UNSCOPED_INFO("task " << r.match_id << ": " << cli::probe::to_string(r.error) << " "
+                            << r.detail);
+    }
+    ok += r.ok() ? 1 : 0;
+  }
+  REQUIRE(ok == results.size());
+}
+
+// The worker a log line names (its `worker=` field), or -1.
+int worker_of(const std::string& line) {
+  const auto at = line.find(" worker=");
+  if (at == std::string::npos) return -1;
+  return std::stoi(line.substr(at + 8));
+}
+
+std::set<int> workers_in(const std::vector<std::string>& lines) {
+  std::set<int> out;
+  for (const auto& l : lines) out.insert(worker_of(l));
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("serve --workers 2 spreads connections over both workers and every task is byte-exact",
+          "[e2e][workers]") {
+  server_process srv({"--workers", "2"});
+  REQUIRE(srv.wait_for_line({"server.listening", "workers=2"}));
+  // 32 connections from 32 source ports: the kernel's hash puts them on both workers (all on
+  // one has a chance of 2^-31).
+  g3_client client(srv, trusting(srv), std::nullopt, 32, 4);
+  std::vector<cli::probe::task_plan> plans;
+  for (std::uint64_t i = 0; i < 128; ++i) plans.push_back(plan(i, 32 * 1024));
+  require_all_ok(client.run(plans));
+  const auto opened = srv.find_lines({"conn.open"});
+  CHECK(opened.size() >= 32);
+  CHECK(workers_in(opened) == std::set<int>{0, 1});
+  // Every task ran on the worker of its connection, and both served tasks.
+  CHECK(workers_in(srv.find_lines({"task.end", "how=finished"})) == std::set<int>{0, 1});
+}
+
+TEST_CASE("serve --workers 2 resumes a session on the other worker than the one that issued its "
+          "ticket",
+          "[e2e][workers][resume]") {
+  server_process srv({"--workers", "2"});
+  // One task per connection, one connection at a time: each connection resumes with the
+  // ticket of the one before it, from a new source port, on whichever worker the kernel picks.
+  g3_client client(srv, trusting(srv), std::nullopt, 1, 1);
+  bool crossed = false;
+  for (std::uint64_t i = 0; i < 24 && !crossed; ++i) {
+    require_all_ok(client.run({plan(i, 4096)}));
+    const auto opened = srv.find_lines({"conn.open"});
+    for (std::size_t k = 1; k < opened.size(); ++k) {
+      if (opened[k].find("resumed=true") != std::string::npos &&
+          worker_of(opened[k]) != worker_of(opened[k - 1])) {
+        crossed = true;
+      }
+    }
+  }
+  INFO("24 connections in a row never resumed on another worker than their predecessor's");
+  CHECK(crossed);
+  CHECK(client.pool->stats().resumed >= 1);
+}
+
+TEST_CASE("serve --workers 2 routes the packets of a connection whose address changed to its "
+          "worker",
+          "[e2e][workers][migration]") {
+  server_process srv({"--workers", "2", "--log-level", "debug"});
+  g3_client client(srv);
+  fault_relay relay(client.loop, srv.address(), fault_profile{});
+  // One connection serving every task, established before its address first changes (a
+  // client may not migrate during its handshake, RFC 9000 §9: that would fail with one worker
+  // too).
+  client.config.connections = 1;
+  client.config.reuse_limit = 1000;
+  client.target(relay.address());
+  require_all_ok(client.run({plan(100, 4096)}));
+  // Rounds of two 1 MiB tasks, the relay's source port changing before each round and once
+  // within it: each new 4-tuple lands on either worker, so the owner's worker receives all 16
+  // new ports with a chance of 2^-16.
+  cli::timer rebinder(client.loop, [&] { relay.rebind(); });
+  for (std::uint64_t round = 0; round < 8; ++round) {
+    relay.rebind();
+    rebinder.arm_in(5 * cli::nanoseconds_per_millisecond);
+    require_all_ok(client.run({plan(2 * round, 1 << 20), plan(2 * round + 1, 1 << 20)}));
+  }
+  const auto forwarded = srv.find_lines({"packet.forwarded"});
+  CHECK_FALSE(forwarded.empty());
+  // The packets went to the worker that owns the connection: nothing was reset or closed.
+  CHECK(srv.find_lines({"stream.error"}).empty());
+  for (const auto& l : srv.find_lines({"conn."})) UNSCOPED_INFO(l);
+  CHECK(srv.find_lines({"conn.close"}).empty());
+}
+
+TEST_CASE("serve --workers 2 drains on SIGTERM: tasks on both workers finish, then exit 0",
+          "[e2e][workers][drain]") {
+  server_process srv({"--workers", "2", "--log-level", "debug"});
+  g3_client client(srv, trusting(srv), std::nullopt, 16, 1);
+  std::vector<task_result> results(16);
+  std::size_t done = 0;
+  for (std::uint64_t i = 0; i < 16; ++i) {
+    client.pool->submit(plan(i, 4 << 20), [&, i](const task_result& r) {
+      results[i] = r;
+      ++done;
+    });
+  }
+  REQUIRE(client.pool->run_until([&] { return srv.find_lines({"task.start"}).size() == 16; },
+                                 cli::monotonic_now() + 20 * second));
+  REQUIRE(done < 16);
+  CHECK(workers_in(srv.find_lines({"task.start"})) == std::set<int>{0, 1});
+  srv.signal(SIGTERM);
+  REQUIRE(srv.wait_for_line({"server.draining", "worker=0"}));
+  REQUIRE(srv.wait_for_line({"server.draining", "worker=1"}));
+  REQUIRE(client.pool->run_until([&] { return done == 16; }, cli::monotonic_now() + 60 * second));
+  require_all_ok(results);
+  client.pool->shutdown("done");
+  CHECK(srv.wait_exit(40 * second) == 0);
+  CHECK(srv.wait_for_line({"server.stopped"}));
+}
