@@ -14,31 +14,6 @@ namespace detour::cli {
 
 namespace {
 
-// The length of the valid UTF-8 sequence at s[i], or 0 when the byte there starts none
-// (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto at = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = at(i);
-  const auto cont = [&](std::size_t k) { return k < s.size() && (at(k) & 0xC0) == 0x80; };
-  if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(i + 1) || !cont(i + 2)) return 0;
-    const unsigned char d = at(i + 1);
-    if (c == 0xE0 && d < 0xA0) return 0; // overlong
-    if (c == 0xED && d > 0x9F) return 0; // surrogates
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
-    const unsigned char d = at(i + 1);
-    if (c == 0xF0 && d < 0x90) return 0; // overlong
-    if (c == 0xF4 && d > 0x8F) return 0; // above U+10FFFF
-    return 4;
-  }
-  return 0;
-}
-
 void append_number(std::string& out, std::uint64_t v) {
   char buf[24];
   const int n = std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
@@ -67,54 +42,6 @@ void field_null(std::string& out, std::string_view key) {
 }
 
 } // namespace
-
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out += '"';
-  for (std::size_t i = 0; i < s.size();) {
-    const std::size_t n = utf8_sequence(s, i);
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (n == 0) {
-      out += "\\udc";
-      out += hex[c >> 4];
-      out += hex[c & 0xF];
-      ++i;
-      continue;
-    }
-    if (n > 1) {
-      out.append(s.substr(i, n));
-      i += n;
-      continue;
-    }
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (c < 0x20 || c == 0x7F) {
-        out += "\\u00";
-        out += hex[c >> 4];
-        out += hex[c & 0xF];
-      } else {
-        out += static_cast<char>(c);
-      }
-    }
-    ++i;
-  }
-  out += '"';
-}
 
 std::string rfc3339_utc(std::int64_t unix_ns) {
   const std::int64_t secs =

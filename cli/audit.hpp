@@ -5,6 +5,7 @@
 // event loop never waits on the disk; reopened on SIGHUP, flushed on a clean exit.
 #pragma once
 
+#include "json.hpp"
 #include "writer_thread.hpp"
 
 #include <detour/response.hpp>
@@ -46,11 +47,6 @@ struct audit_record {
   std::uint64_t duration_ns = 0;  ///< from the answer to the end of the task
   std::string end;                ///< "finished", an error name, or why the connection closed
 };
-
-/// Appends `bytes` as a JSON string. Valid UTF-8 is kept (control characters escaped); each
-/// byte that is not part of valid UTF-8 becomes \udcXX (a lone low surrogate, as Python's
-/// "surrogateescape" does), so the original bytes can always be recovered.
-void append_json_string(std::string& out, std::string_view bytes);
 
 /// "2026-08-25T10:11:12.123456Z" (UTC, microseconds).
 std::string rfc3339_utc(std::int64_t unix_ns);

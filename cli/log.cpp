@@ -2,6 +2,8 @@
 // cli/log.cpp: text and JSON-lines log output (see log.hpp).
 #include "log.hpp"
 
+#include "json.hpp"
+
 #include <fmt/format.h>
 
 #include <ctime>
@@ -34,37 +36,6 @@ void append_timestamp(fmt::memory_buffer& out) {
   fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  ts.tv_nsec / 1'000'000);
-}
-
-void append_json_string(fmt::memory_buffer& out, std::string_view s) {
-  out.push_back('"');
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-    case '"':
-      out.append(std::string_view("\\\""));
-      break;
-    case '\\':
-      out.append(std::string_view("\\\\"));
-      break;
-    case '\n':
-      out.append(std::string_view("\\n"));
-      break;
-    case '\r':
-      out.append(std::string_view("\\r"));
-      break;
-    case '\t':
-      out.append(std::string_view("\\t"));
-      break;
-    default:
-      if (u < 0x20 || u == 0x7f) {
-        fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
-      } else {
-        out.push_back(c); // UTF-8 passes through; other bytes are the caller's business
-      }
-    }
-  }
-  out.push_back('"');
 }
 
 bool needs_quotes(std::string_view s) {

@@ -2,7 +2,8 @@
 // cli/probe_report.cpp: JSON writer, latency summaries and units (see probe_report.hpp).
 #include "probe_report.hpp"
 
-#include <detour/detail/utf8.hpp>
+#include "json.hpp"
+
 #include <detour/error.hpp>
 #include <detour/io/server_stream.hpp>
 
@@ -18,54 +19,7 @@ namespace detour::cli::probe {
 std::string json_writer::quote(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
-  out.push_back('"');
-  const auto bytes =
-      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
-  std::size_t i = 0;
-  while (i < bytes.size()) {
-    const std::uint8_t c = bytes[i];
-    if (c >= 0x80) {
-      // Copy a valid multi-byte sequence whole; replace a stray byte with U+FFFD.
-      const auto rest = bytes.subspan(i);
-      const std::size_t bad = detour::detail::utf8_invalid_at(rest);
-      const std::size_t good = bad == detour::detail::utf8_valid ? rest.size() : bad;
-      std::size_t run = 0;
-      while (run < good && rest[run] >= 0x80) ++run;
-      if (run == 0) {
-        out += "\\ufffd";
-        ++i;
-      } else {
-        out.append(reinterpret_cast<const char*>(rest.data()), run);
-        i += run;
-      }
-      continue;
-    }
-    switch (c) {
-    case '"':
-      out += "\\\"";
-      break;
-    case '\\':
-      out += "\\\\";
-      break;
-    case '\n':
-      out += "\\n";
-      break;
-    case '\r':
-      out += "\\r";
-      break;
-    case '\t':
-      out += "\\t";
-      break;
-    default:
-      if (c < 0x20 || c == 0x7F) {
-        out += fmt::format("\\u{:04x}", c);
-      } else {
-        out.push_back(static_cast<char>(c));
-      }
-    }
-    ++i;
-  }
-  out.push_back('"');
+  append_json_string(out, s, json_bad_utf8::replace);
   return out;
 }
 

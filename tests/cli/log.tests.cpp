@@ -59,6 +59,16 @@ TEST_CASE("logger writes JSON lines with escaped strings", "[log]") {
   CHECK(line.back() == '\n');
 }
 
+TEST_CASE("logger keeps JSON lines valid UTF-8 when a value carries bytes from the wire", "[log]") {
+  capture c;
+  logger log(log_level::debug, log_format::json, c.f);
+  // A user name as a client may send it: Latin-1, a stray continuation byte, DEL, then UTF-8.
+  log.info("task.end", {{"user", "caf\xe9 \x80\x7f \xc3\xa9"}});
+  const std::string line = c.text();
+  // Each byte that is not UTF-8 is a lone low surrogate, as in the audit records: lossless.
+  CHECK(line.find(R"("user":"caf\udce9 \udc80\u007f )" "\xc3\xa9\"}") != std::string::npos);
+}
+
 TEST_CASE("logger drops lines below its level", "[log]") {
   capture c;
   logger log(log_level::warn, log_format::text, c.f);
