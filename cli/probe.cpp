@@ -43,6 +43,8 @@ modes:
   handshakes   a new connection (full handshake) and one small task per task: connections/s
   abuse        hostile and malformed input, each case followed by a normal task on the same
                connection and on a new one; what the server did, how fast
+  hold         --connections idle connections opened and held --hold long, to measure a
+               server's memory per connection
 
 options (all modes):
   --server HOST:PORT      the detour server (default 127.0.0.1:2888); IPv6 in brackets
@@ -79,6 +81,10 @@ load and handshakes:
 throughput:
   --streams K             tasks at once (default 1)
   --bytes SIZE            bytes each way per task (default 64m)
+hold:
+  --connections N         connections to open and hold (up to 20000; each has its own socket)
+  --concurrency N         handshakes at once while opening them (default 64)
+  --hold DUR              how long to hold them, idle (default 10s)
 abuse:
   --case TEXT             run only the cases whose name contains TEXT
   --abuse-wait DUR        how long to watch the server's reaction (default 5s)
@@ -139,16 +145,17 @@ parsed parse(args a) {
   parsed p;
   probe_options& o = p.options;
   o.pool.quic.server = *socket_address::parse("127.0.0.1:2888");
-  if (a.empty()) throw usage_error("which mode? check, load, throughput, handshakes or abuse");
+  if (a.empty())
+    throw usage_error("which mode? check, load, throughput, handshakes, abuse or hold");
   const std::string_view mode = a[0];
   if (mode == "-h" || mode == "--help" || mode == "help") {
     p.help = true;
     return p;
   }
   if (mode != "check" && mode != "load" && mode != "throughput" && mode != "handshakes" &&
-      mode != "abuse") {
+      mode != "abuse" && mode != "hold") {
     throw usage_error("unknown mode '" + std::string(mode) +
-                      "' (check, load, throughput, handshakes, abuse)");
+                      "' (check, load, throughput, handshakes, abuse, hold)");
   }
   o.mode = mode;
   arg_reader r(a.subspan(1));
@@ -180,7 +187,7 @@ parsed parse(args a) {
       r.flag();
       o.tls.resume_sessions = false;
     } else if (r.is("--connections")) {
-      o.pool.connections = r.number(1, 10000);
+      o.pool.connections = r.number(1, 20000);
     } else if (r.is("--reuse-limit")) {
       o.pool.reuse_limit = r.number(1, 65536);
     } else if (r.is("--expect-action")) {
@@ -234,6 +241,8 @@ parsed parse(args a) {
       o.protocol_data = v == "protocol";
     } else if (r.is("--streams")) {
       o.streams = r.number(1, 10'000);
+    } else if (r.is("--hold")) {
+      o.hold = parse_duration(r.name(), r.value());
     } else if (r.is("--case")) {
       o.only = r.value();
     } else if (r.is("--abuse-wait")) {
@@ -361,6 +370,7 @@ int run_probe(args a) {
     event_loop loop;
     probe_context ctx{o, loop, tls, log, monotonic_now() + o.deadline};
     if (o.mode == "check") return run_check(ctx);
+    if (o.mode == "hold") return run_hold(ctx);
     if (o.mode == "load") return run_load(ctx);
     if (o.mode == "throughput") return run_throughput(ctx);
     if (o.mode == "handshakes") return run_handshakes(ctx);

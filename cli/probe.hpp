@@ -50,6 +50,8 @@ struct probe_options {
   std::uint64_t bytes = 16 * 1024;
   // throughput
   std::uint64_t streams = 1;
+  // hold: how long the idle connections stay open
+  nanoseconds hold = 10'000'000'000;
   // abuse
   nanoseconds abuse_wait = 5'000'000'000;
   std::string only; ///< run only cases whose name contains this
@@ -86,5 +88,6 @@ int run_load(probe_context& ctx);
 int run_throughput(probe_context& ctx);
 int run_handshakes(probe_context& ctx);
 int run_abuse(probe_context& ctx);
+int run_hold(probe_context& ctx);
 
 } // namespace detour::cli::probe

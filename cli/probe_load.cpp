@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // cli/probe_load.cpp: the measuring modes of `detour probe`: load (many tasks, latency
-// percentiles, failures by kind), throughput (Gbit/s each way and client CPU) and handshakes
-// (new connections per second, each with a full handshake and one small task).
+// percentiles, failures by kind), throughput (Gbit/s each way and client CPU), handshakes
+// (new connections per second, each with a full handshake and one small task) and hold (many
+// idle connections kept open, to measure what each costs a server).
 #include "probe.hpp"
 #include "probe_report.hpp"
 
@@ -329,6 +330,85 @@ int run_handshakes(probe_context& ctx) {
     print_failures(t);
     if (!ps.last_connect_error.empty() && ps.connect_failures > 0)
       fmt::print("  last connection failure: {}\n", ps.last_connect_error);
+    fmt::print("result: {}\n", verdict(ok));
+  }
+  return ok ? exit_passed : exit_failed;
+}
+
+int run_hold(probe_context& ctx) {
+  const probe_options& o = ctx.options;
+  client_pool pool(ctx.loop, ctx.tls, o.pool, ctx.log);
+  const std::size_t target = o.pool.connections;
+  if (!o.json) {
+    fmt::print("hold: {} idle connections against {}, {} handshakes at once, held {}\n", target,
+               o.pool.quic.server.to_string(), o.concurrency, human_duration(o.hold));
+    std::fflush(stdout);
+  }
+  // Open them in waves of --concurrency handshakes, so that a large count does not run into
+  // the handshake timeout on a busy machine.
+  std::vector<pooled_connection*> conns;
+  conns.reserve(target);
+  const auto connecting = [&] {
+    std::size_t n = 0;
+    for (pooled_connection* c : conns)
+      if (!c->quic->established() && !c->quic->closed()) ++n;
+    return n;
+  };
+  std::size_t in_flight = 0;
+  const double cpu0 = cpu_seconds();
+  const nanoseconds t0 = monotonic_now();
+  bool in_time = true;
+  while (in_time && (conns.size() < target || in_flight > 0)) {
+    while (conns.size() < target && in_flight < o.concurrency) {
+      conns.push_back(&pool.dial());
+      ++in_flight;
+    }
+    in_time = pool.run_until(
+        [&] {
+          in_flight = connecting();
+          return conns.size() < target ? in_flight < o.concurrency : in_flight == 0;
+        },
+        ctx.deadline);
+  }
+  const nanoseconds opened_in = monotonic_now() - t0;
+  const double cpu = cpu_seconds() - cpu0;
+  std::size_t established = 0;
+  for (pooled_connection* c : conns)
+    if (c->quic->established()) ++established;
+  if (!o.json) {
+    fmt::print("  holding    {} connections for {} (opened in {}, client cpu {:.2f} s)\n",
+               established, human_duration(o.hold), human_duration(opened_in), cpu);
+    std::fflush(stdout);
+  }
+  // Idle: only the connections' own keep-alives and timers run.
+  const nanoseconds hold_until = std::min(monotonic_now() + o.hold, ctx.deadline);
+  pool.run_until([] { return false; }, hold_until);
+  std::size_t still_open = 0;
+  for (pooled_connection* c : conns)
+    if (c->quic->established()) ++still_open;
+  const pool_stats ps = pool.stats();
+  pool.shutdown("finished");
+  // Let the closes leave before the process ends.
+  pool.run_until([] { return false; }, std::min(monotonic_now() + 100'000'000, ctx.deadline));
+  const bool ok = in_time && established == target && still_open == target;
+  if (o.json) {
+    json_writer j;
+    j.begin_object()
+        .field("mode", "hold")
+        .field("server", o.pool.quic.server.to_string())
+        .field("connections", target)
+        .field("established", established)
+        .field("still_open", still_open)
+        .field("open_s", static_cast<double>(opened_in) / 1e9)
+        .field("hold_s", static_cast<double>(o.hold) / 1e9)
+        .field("client_cpu_s", cpu);
+    write_pool(j, ps);
+    j.field("ok", ok).end_object();
+    fmt::print("{}\n", j.str());
+  } else {
+    fmt::print("  still open {} of {} at the end\n", still_open, target);
+    if (!ps.last_connect_error.empty() && ps.connect_failures > 0)
+      fmt::print("  {} failed to connect; last: {}\n", ps.connect_failures, ps.last_connect_error);
     fmt::print("result: {}\n", verdict(ok));
   }
   return ok ? exit_passed : exit_failed;

@@ -37,3 +37,8 @@ detour_probe_test("handshakes: 40 full handshakes" 127.0.0.1 0
   -- handshakes ${_probe_quick} --tasks 40 --concurrency 4 --deadline 120s --json)
 detour_probe_test("gives up in time where nothing listens (exit 1)" none 1
   -- check --handshake-timeout 1s --deadline 30s)
+detour_probe_test("hold: 50 idle connections for 1 s" 127.0.0.1 0
+  -- hold ${_probe_quick} --connections 50 --concurrency 8 --hold 1s --deadline 60s)
+detour_probe_test("hold fails (exit 1) when the server refuses connections past its limit"
+  127.0.0.1 1 --max-connections 10 -- hold ${_probe_quick} --connections 20 --hold 1s
+  --deadline 60s --json)
