@@ -67,6 +67,7 @@ session_identities::session_identities(std::size_t capacity)
     : capacity_(capacity < 1 ? 1 : capacity) {}
 
 void session_identities::remember(std::span<const std::uint8_t> id, std::string subject) {
+  const std::lock_guard lock(mutex_);
   const std::string_view key(reinterpret_cast<const char*>(id.data()), id.size());
   if (const auto it = by_id_.find(key); it != by_id_.end()) {
     it->second->subject = std::move(subject);
@@ -82,6 +83,7 @@ void session_identities::remember(std::span<const std::uint8_t> id, std::string 
 }
 
 std::string session_identities::find(std::span<const std::uint8_t> id) {
+  const std::lock_guard lock(mutex_);
   const std::string_view key(reinterpret_cast<const char*>(id.data()), id.size());
   const auto it = by_id_.find(key);
   if (it == by_id_.end()) return {};

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -72,7 +73,7 @@ struct tls_client_config {
 /// ticket does carry its session's id, which every later ticket of a resumed session keeps. So
 /// the id of the full handshake that verified the certificate names it on every resumption.
 /// Bounded: the least recently used id is forgotten first (a resumption of a forgotten id has
-/// no subject to show).
+/// no subject to show). Thread-safe: the workers of `detour serve` share one TLS context.
 class session_identities {
 public:
   /// |capacity|: the most ids kept (at least 1).
@@ -84,7 +85,10 @@ public:
   /// (never recorded, or forgotten to make room).
   std::string find(std::span<const std::uint8_t> id);
 
-  std::size_t size() const noexcept { return by_id_.size(); }
+  std::size_t size() const {
+    const std::lock_guard lock(mutex_);
+    return by_id_.size();
+  }
   std::size_t capacity() const noexcept { return capacity_; }
 
 private:
@@ -95,6 +99,7 @@ private:
   std::size_t capacity_;
   std::list<entry> order_; // most recently used first
   std::unordered_map<std::string_view, std::list<entry>::iterator> by_id_;
+  mutable std::mutex mutex_; // guards order_ and by_id_
 };
 
 /// A wolfSSL TLS 1.3 context configured for QUIC through ngtcp2_crypto_wolfssl. Cheap to copy
