@@ -91,6 +91,14 @@ worker_group::worker_group(event_loop& loop, const serve_config& config, const t
   group_.forward = [this](std::size_t to, forwarded_datagram&& d) {
     workers_[to]->box->post(std::move(d));
   };
+  if (count > 1) {
+    // SO_REUSEPORT would let this process join the sockets of another server already on the
+    // port (of the same user) and take half of its packets. A plain bind first fails as one
+    // worker's would: with EADDRINUSE, naming the address.
+    for (const socket_address& a : config.listen) {
+      if (a.port() != 0) (void)udp_socket::bound(a);
+    }
+  }
   for (std::size_t i = 0; i < count; ++i) {
     auto w = std::make_unique<worker>();
     if (i == 0) {

@@ -5,6 +5,7 @@
 // owns it, and a drain across workers.
 #include "client.hpp"
 #include "fault_relay.hpp"
+#include "inspect_support.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 
@@ -140,4 +141,20 @@ TEST_CASE("serve --workers 2 drains on SIGTERM: tasks on both workers finish, th
   client.pool->shutdown("done");
   CHECK(srv.wait_exit(40 * second) == 0);
   CHECK(srv.wait_for_line({"server.stopped"}));
+}
+
+TEST_CASE("serve --workers 2 refuses a port another server holds instead of sharing it",
+          "[e2e][workers][options]") {
+  // Both with SO_REUSEPORT: without the check the second would take half of the first's
+  // clients.
+  server_process first({"--workers", "2"});
+  const std::string port = std::to_string(first.address().port());
+  // Bounded: a server that wrongly starts would run until killed.
+  const auto refused = run_command("timeout 10 " + detour_binary() +
+                                   " serve --workers 2 --listen 127.0.0.1:" + port +
+                                   " --state-dir " + first.state_dir().string());
+  CHECK(refused.status == 1);
+  CHECK(refused.output.find("bind 127.0.0.1:" + port) != std::string::npos);
+  CHECK(refused.output.find("server.listening") == std::string::npos);
+  CHECK(first.running());
 }
