@@ -257,7 +257,7 @@ struct quic_connection::callbacks {
     c.extend_max_local_streams_bidi = extend_max_local_streams_bidi;
     c.rand = rand;
     c.get_new_connection_id = new_connection_id;
-    c.update_key = ngtcp2_crypto_update_key_cb;
+    c.update_key = update_key_cb; // tls.hpp: HKDF without a random generator per call
     c.stream_reset = stream_reset;
     c.handshake_confirmed = handshake_confirmed;
     c.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;

@@ -7,6 +7,7 @@
 #include <wolfssl/options.h> // must precede every other wolfSSL header
 
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/hmac.h>
 
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
@@ -324,6 +325,65 @@ std::string tls_session::failure_reason() const {
   std::array<char, WOLFSSL_MAX_ERROR_SZ> buf{};
   wolfSSL_ERR_error_string_n(static_cast<unsigned long>(err), buf.data(), buf.size());
   return buf.data();
+}
+
+// --- key derivation for ngtcp2 ---------------------------------------------------------------
+
+bool hkdf_expand_label(std::span<std::uint8_t> out, std::span<const std::uint8_t> secret,
+                       std::string_view label) noexcept {
+  constexpr std::string_view prefix = "tls13 ";
+  int hash = 0;
+  if (secret.size() == WC_SHA256_DIGEST_SIZE) hash = WC_SHA256;
+  if (secret.size() == WC_SHA384_DIGEST_SIZE) hash = WC_SHA384;
+  if (hash == 0 || out.size() > 255 || prefix.size() + label.size() > 255) return false;
+  // HkdfLabel: uint16 length, opaque label<7..255>, opaque context<0..255> (empty).
+  std::array<std::uint8_t, 2 + 1 + 255 + 1> info{};
+  std::size_t n = 0;
+  info[n++] = 0;
+  info[n++] = static_cast<std::uint8_t>(out.size());
+  info[n++] = static_cast<std::uint8_t>(prefix.size() + label.size());
+  std::memcpy(info.data() + n, prefix.data(), prefix.size());
+  n += prefix.size();
+  std::memcpy(info.data() + n, label.data(), label.size());
+  n += label.size();
+  info[n++] = 0;
+  return wc_HKDF_Expand(hash, secret.data(), static_cast<word32>(secret.size()), info.data(),
+                        static_cast<word32>(n), out.data(), static_cast<word32>(out.size())) == 0;
+}
+
+int update_key_cb(ngtcp2_conn* conn, std::uint8_t* rx_secret, std::uint8_t* tx_secret,
+                  ngtcp2_crypto_aead_ctx* rx_aead_ctx, std::uint8_t* rx_iv,
+                  ngtcp2_crypto_aead_ctx* tx_aead_ctx, std::uint8_t* tx_iv,
+                  const std::uint8_t* current_rx_secret, const std::uint8_t* current_tx_secret,
+                  std::size_t secretlen, void*) {
+  const ngtcp2_crypto_ctx* ctx = ngtcp2_conn_get_crypto_ctx(conn);
+  const bool v2 = ngtcp2_conn_get_negotiated_version(conn) == NGTCP2_PROTO_VER_V2;
+  const std::size_t keylen = ngtcp2_crypto_aead_keylen(&ctx->aead);
+  const std::size_t ivlen = ngtcp2_crypto_packet_protection_ivlen(&ctx->aead);
+  std::array<std::uint8_t, 64> rx_key{}, tx_key{};
+  if (keylen > rx_key.size() || secretlen > 64) return NGTCP2_ERR_CALLBACK_FAILURE;
+  // RFC 9001 §6.1 (RFC 9369 §3.3.2 for v2): the next secret from the current one, then its
+  // key and IV (the header protection key does not change).
+  const auto derive = [&](std::uint8_t* next, const std::uint8_t* current, std::uint8_t* key,
+                          std::uint8_t* iv) {
+    return hkdf_expand_label({next, secretlen}, {current, secretlen},
+                             v2 ? "quicv2 ku" : "quic ku") &&
+           hkdf_expand_label({key, keylen}, {next, secretlen}, v2 ? "quicv2 key" : "quic key") &&
+           hkdf_expand_label({iv, ivlen}, {next, secretlen}, v2 ? "quicv2 iv" : "quic iv");
+  };
+  if (!derive(rx_secret, current_rx_secret, rx_key.data(), rx_iv) ||
+      !derive(tx_secret, current_tx_secret, tx_key.data(), tx_iv)) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  if (ngtcp2_crypto_aead_ctx_decrypt_init(rx_aead_ctx, &ctx->aead, rx_key.data(), ivlen) != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  if (ngtcp2_crypto_aead_ctx_encrypt_init(tx_aead_ctx, &ctx->aead, tx_key.data(), ivlen) != 0) {
+    ngtcp2_crypto_aead_ctx_free(rx_aead_ctx);
+    rx_aead_ctx->native_handle = nullptr;
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return 0;
 }
 
 } // namespace detour::cli

@@ -20,6 +20,8 @@
 struct WOLFSSL_CTX;
 struct WOLFSSL;
 struct ngtcp2_crypto_conn_ref;
+struct ngtcp2_conn;
+struct ngtcp2_crypto_aead_ctx;
 
 namespace detour::cli {
 
@@ -167,5 +169,25 @@ private:
 std::vector<std::uint8_t> encode_alpn(const std::vector<std::string>& names);
 
 // The ALPN policy itself (select_alpn) is in alpn.hpp.
+
+/// HKDF-Expand-Label (RFC 8446 §7.1) with an empty context: |out|.size() bytes derived from
+/// |secret| under "tls13 " + |label|, with SHA-256 for a 32-byte secret and SHA-384 for a
+/// 48-byte one (the hashes of TLS 1.3's suites). Through wolfCrypt's HKDF directly: no heap, no
+/// random generator. False for another secret size, an output over 255 bytes or a label over
+/// 249 bytes.
+bool hkdf_expand_label(std::span<std::uint8_t> out, std::span<const std::uint8_t> secret,
+                       std::string_view label) noexcept;
+
+/// ngtcp2's `update_key` callback: the next 1-RTT keys (RFC 9001 §6), the same derivation as
+/// ngtcp2_crypto_update_key_cb ("quic ku", then "quic key" and "quic iv"; the "quicv2" labels
+/// for QUIC v2) but with hkdf_expand_label. ngtcp2 calls it once per connection when the
+/// handshake completes, to have the keys ready; ngtcp2_crypto_wolfssl's own HKDF goes through
+/// wolfSSL's EVP layer, which seeds a new random generator (an open of /dev/urandom and a
+/// DRBG self-test) for every call.
+int update_key_cb(ngtcp2_conn* conn, std::uint8_t* rx_secret, std::uint8_t* tx_secret,
+                  ngtcp2_crypto_aead_ctx* rx_aead_ctx, std::uint8_t* rx_iv,
+                  ngtcp2_crypto_aead_ctx* tx_aead_ctx, std::uint8_t* tx_iv,
+                  const std::uint8_t* current_rx_secret, const std::uint8_t* current_tx_secret,
+                  std::size_t secretlen, void* user_data);
 
 } // namespace detour::cli

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Tests of cli/tls.hpp and cli/certs.hpp: the ALPN policy g3proxy needs, certificate generation
 // (checked by wolfSSL itself), loading errors that name the file, the client identities kept
-// for resumed sessions.
+// for resumed sessions, the HKDF-Expand-Label of key updates against RFC 9001's vectors.
 #include "tls.hpp"
 
 #include "alpn.hpp"
@@ -13,10 +13,13 @@
 
 #include <wolfssl/ssl.h>
 
+#include <ngtcp2/ngtcp2_crypto.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using namespace detour::cli;
@@ -229,4 +232,85 @@ TEST_CASE("session_identities forgets the least recently used id when full", "[t
   one.remember(session_id(2), "b");
   CHECK(one.find(session_id(1)).empty());
   CHECK(one.find(session_id(2)) == "b");
+}
+
+namespace {
+
+std::vector<std::uint8_t> from_hex(std::string_view hex) {
+  std::vector<std::uint8_t> out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<std::uint8_t>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  return out;
+}
+
+std::vector<std::uint8_t> expand(std::string_view secret_hex, std::string_view label,
+                                 std::size_t length) {
+  const std::vector<std::uint8_t> secret = from_hex(secret_hex);
+  std::vector<std::uint8_t> out(length);
+  REQUIRE(hkdf_expand_label(out, secret, label));
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("hkdf_expand_label derives RFC 9001's Initial secrets, keys, IVs and HP keys",
+          "[tls][hkdf]") {
+  // RFC 9001 Appendix A.1, for the client's Destination Connection ID 0x8394c8f03e515708.
+  const std::string_view initial =
+      "7db5df06e7a69e432496adedb00851923595221596ae2ae9fb8115c1e9ed0a44";
+  const std::string_view client =
+      "c00cf151ca5be075ed0ebfb5c80323c42d6b7db67881289af4008f1f6c357aea";
+  const std::string_view server =
+      "3c199828fd139efd216c155ad844cc81fb82fa8d7446fa7d78be803acdda951b";
+  CHECK(expand(initial, "client in", 32) == from_hex(client));
+  CHECK(expand(initial, "server in", 32) == from_hex(server));
+  CHECK(expand(client, "quic key", 16) == from_hex("1f369613dd76d5467730efcbe3b1a22d"));
+  CHECK(expand(client, "quic iv", 12) == from_hex("fa044b2f42a3fd3b46fb255c"));
+  CHECK(expand(client, "quic hp", 16) == from_hex("9f50449e04a0e810283a1e9933adedd2"));
+  CHECK(expand(server, "quic key", 16) == from_hex("cf3a5331653c364c88f0f379b6067e37"));
+  CHECK(expand(server, "quic iv", 12) == from_hex("0ac1493ca1905853b0bba03e"));
+  CHECK(expand(server, "quic hp", 16) == from_hex("c206b8d9b9f0f37644430b490eeaa314"));
+}
+
+TEST_CASE("hkdf_expand_label derives RFC 9001's key update secret and 32-byte keys",
+          "[tls][hkdf]") {
+  // RFC 9001 Appendix A.5 (ChaCha20-Poly1305): the key, IV, HP key and next secret ("quic ku")
+  // of a 1-RTT secret: what update_key_cb derives at every key update.
+  const std::string_view secret =
+      "9ac312a7f877468ebe69422748ad00a15443f18203a07d6060f688f30f21632b";
+  CHECK(expand(secret, "quic key", 32) ==
+        from_hex("c6d98ff3441c3fe1b2182094f69caa2ed4b716b65488960a7a984979fb23e1c8"));
+  CHECK(expand(secret, "quic iv", 12) == from_hex("e0459b3474bdd0e44a41c144"));
+  CHECK(expand(secret, "quic hp", 32) ==
+        from_hex("25a282b9e82f06f21f488917a4fc8f1b73573685608597d0efcb076b0ab7a7a4"));
+  CHECK(expand(secret, "quic ku", 32) ==
+        from_hex("1223504755036d556342ee9361d253421a826c9ecdf3c7148684b36b714881f9"));
+}
+
+TEST_CASE("hkdf_expand_label uses SHA-384 for a 48-byte secret, as ngtcp2's own HKDF does",
+          "[tls][hkdf]") {
+  std::vector<std::uint8_t> secret(48);
+  for (std::size_t i = 0; i < secret.size(); ++i) secret[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  std::vector<std::uint8_t> ours(32);
+  REQUIRE(hkdf_expand_label(ours, secret, "quic key"));
+  // The same HkdfLabel by hand, expanded by ngtcp2_crypto_wolfssl with SHA-384.
+  const std::string label = "tls13 quic key";
+  std::vector<std::uint8_t> info{0, 32, static_cast<std::uint8_t>(label.size())};
+  info.insert(info.end(), label.begin(), label.end());
+  info.push_back(0);
+  ngtcp2_crypto_md md{};
+  ngtcp2_crypto_md_init(&md, const_cast<WOLFSSL_EVP_MD*>(wolfSSL_EVP_sha384()));
+  std::vector<std::uint8_t> theirs(32);
+  REQUIRE(ngtcp2_crypto_hkdf_expand(theirs.data(), theirs.size(), &md, secret.data(), secret.size(),
+                                    info.data(), info.size()) == 0);
+  CHECK(ours == theirs);
+}
+
+TEST_CASE("hkdf_expand_label refuses secrets of other sizes and over-long outputs", "[tls][hkdf]") {
+  std::vector<std::uint8_t> out(16);
+  const std::vector<std::uint8_t> short_secret(20, 1), secret(32, 1);
+  CHECK_FALSE(hkdf_expand_label(out, short_secret, "quic key"));
+  std::vector<std::uint8_t> long_out(256);
+  CHECK_FALSE(hkdf_expand_label(long_out, secret, "quic key"));
+  CHECK(hkdf_expand_label(out, secret, "quic key"));
 }
