@@ -75,7 +75,7 @@ ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref) {
 
 constexpr ngtcp2_callbacks callbacks = [] {
   ngtcp2_callbacks c{};
-  c.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+  c.recv_client_initial = recv_client_initial_cb; // tls.hpp: no random generator per key
   c.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
   c.handshake_completed = on_handshake_completed;
   c.encrypt = ngtcp2_crypto_encrypt_cb;

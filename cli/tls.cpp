@@ -351,6 +351,80 @@ bool hkdf_expand_label(std::span<std::uint8_t> out, std::span<const std::uint8_t
                         static_cast<word32>(n), out.data(), static_cast<word32>(out.size())) == 0;
 }
 
+bool derive_initial_secrets(std::uint32_t version, std::span<const std::uint8_t> client_dcid,
+                            std::span<std::uint8_t, 32> client_secret,
+                            std::span<std::uint8_t, 32> server_secret) noexcept {
+  // initial_salt of RFC 9001 §5.2 and RFC 9369 §3.3.1.
+  static constexpr std::array<std::uint8_t, 20> salt_v1{0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34,
+                                                        0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8,
+                                                        0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a};
+  static constexpr std::array<std::uint8_t, 20> salt_v2{0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6,
+                                                        0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26,
+                                                        0x9d, 0xcb, 0xf9, 0xbd, 0x2e, 0xd9};
+  const std::array<std::uint8_t, 20>* salt = nullptr;
+  if (version == NGTCP2_PROTO_VER_V1) salt = &salt_v1;
+  if (version == NGTCP2_PROTO_VER_V2) salt = &salt_v2;
+  if (!salt || client_dcid.size() > NGTCP2_MAX_CIDLEN) return false;
+  std::array<std::uint8_t, WC_SHA256_DIGEST_SIZE> initial{};
+  const bool ok = wc_HKDF_Extract(WC_SHA256, salt->data(), static_cast<word32>(salt->size()),
+                                  client_dcid.data(), static_cast<word32>(client_dcid.size()),
+                                  initial.data()) == 0 &&
+                  hkdf_expand_label(client_secret, initial, "client in") &&
+                  hkdf_expand_label(server_secret, initial, "server in");
+  ::explicit_bzero(initial.data(), initial.size());
+  return ok;
+}
+
+int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void*) {
+  const std::uint32_t version = ngtcp2_conn_get_client_chosen_version(conn);
+  const bool v2 = version == NGTCP2_PROTO_VER_V2;
+  // ngtcp2_crypto_ctx_initial of ngtcp2_crypto_wolfssl: the Initial packets' algorithms.
+  ngtcp2_crypto_ctx ctx{};
+  const auto* gcm = wolfSSL_EVP_aes_128_gcm();
+  ctx.aead.native_handle = const_cast<WOLFSSL_EVP_CIPHER*>(gcm);
+  ctx.aead.max_overhead = wolfSSL_quic_get_aead_tag_len(gcm);
+  ctx.md.native_handle = const_cast<WOLFSSL_EVP_MD*>(wolfSSL_EVP_sha256());
+  ctx.hp.native_handle = const_cast<WOLFSSL_EVP_CIPHER*>(wolfSSL_EVP_aes_128_ctr());
+  ngtcp2_conn_set_initial_crypto_ctx(conn, &ctx);
+
+  std::array<std::uint8_t, 32> client{}, server{};
+  struct keys {
+    std::array<std::uint8_t, 16> key{}, hp{};
+    std::array<std::uint8_t, 12> iv{};
+  } rx, tx;
+  const auto derive = [v2](keys& k, std::span<const std::uint8_t> secret) {
+    return hkdf_expand_label(k.key, secret, v2 ? "quicv2 key" : "quic key") &&
+           hkdf_expand_label(k.iv, secret, v2 ? "quicv2 iv" : "quic iv") &&
+           hkdf_expand_label(k.hp, secret, v2 ? "quicv2 hp" : "quic hp");
+  };
+  // A server reads with the client's keys and writes with its own.
+  if (!derive_initial_secrets(version, {dcid->data, dcid->datalen}, client, server) ||
+      !derive(rx, client) || !derive(tx, server)) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  ngtcp2_crypto_aead_ctx rx_aead{}, tx_aead{};
+  ngtcp2_crypto_cipher_ctx rx_hp{}, tx_hp{};
+  const auto hp_ctx = [&ctx](ngtcp2_crypto_cipher_ctx& c, const std::array<std::uint8_t, 16>& key) {
+    c.native_handle = wolfSSL_quic_crypt_new(
+        static_cast<const WOLFSSL_EVP_CIPHER*>(ctx.hp.native_handle), key.data(), nullptr, 1);
+    return c.native_handle != nullptr;
+  };
+  if (ngtcp2_crypto_aead_ctx_decrypt_init(&rx_aead, &ctx.aead, rx.key.data(), rx.iv.size()) == 0 &&
+      hp_ctx(rx_hp, rx.hp) &&
+      ngtcp2_crypto_aead_ctx_encrypt_init(&tx_aead, &ctx.aead, tx.key.data(), tx.iv.size()) == 0 &&
+      hp_ctx(tx_hp, tx.hp) &&
+      ngtcp2_conn_install_initial_key(conn, &rx_aead, rx.iv.data(), &rx_hp, &tx_aead, tx.iv.data(),
+                                      &tx_hp, rx.iv.size()) == 0) {
+    return 0; // the connection owns the contexts now
+  }
+  ngtcp2_crypto_aead_ctx_free(&rx_aead);
+  ngtcp2_crypto_aead_ctx_free(&tx_aead);
+  for (auto* c : {&rx_hp, &tx_hp})
+    if (c->native_handle)
+      wolfSSL_EVP_CIPHER_CTX_free(static_cast<WOLFSSL_EVP_CIPHER_CTX*>(c->native_handle));
+  return NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
 int update_key_cb(ngtcp2_conn* conn, std::uint8_t* rx_secret, std::uint8_t* tx_secret,
                   ngtcp2_crypto_aead_ctx* rx_aead_ctx, std::uint8_t* rx_iv,
                   ngtcp2_crypto_aead_ctx* tx_aead_ctx, std::uint8_t* tx_iv,

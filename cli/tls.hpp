@@ -21,6 +21,7 @@ struct WOLFSSL_CTX;
 struct WOLFSSL;
 struct ngtcp2_crypto_conn_ref;
 struct ngtcp2_conn;
+struct ngtcp2_cid;
 struct ngtcp2_crypto_aead_ctx;
 
 namespace detour::cli {
@@ -177,6 +178,19 @@ std::vector<std::uint8_t> encode_alpn(const std::vector<std::string>& names);
 /// 249 bytes.
 bool hkdf_expand_label(std::span<std::uint8_t> out, std::span<const std::uint8_t> secret,
                        std::string_view label) noexcept;
+
+/// The Initial secrets of a connection (RFC 9001 §5.2, RFC 9369 §3.3.1 for QUIC v2): the
+/// client's and the server's, from the Destination Connection ID of the client's first Initial.
+/// False for an unknown version or a CID over 20 bytes.
+bool derive_initial_secrets(std::uint32_t version, std::span<const std::uint8_t> client_dcid,
+                            std::span<std::uint8_t, 32> client_secret,
+                            std::span<std::uint8_t, 32> server_secret) noexcept;
+
+/// ngtcp2's `recv_client_initial` callback for a server: installs the Initial keys derived
+/// from |dcid|, as ngtcp2_crypto_recv_client_initial_cb does (AES-128-GCM, SHA-256, AES-128-CTR
+/// header protection), with derive_initial_secrets and hkdf_expand_label instead of wolfSSL's
+/// EVP HKDF (see update_key_cb).
+int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void* user_data);
 
 /// ngtcp2's `update_key` callback: the next 1-RTT keys (RFC 9001 §6), the same derivation as
 /// ngtcp2_crypto_update_key_cb ("quic ku", then "quic key" and "quic iv"; the "quicv2" labels

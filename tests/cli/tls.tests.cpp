@@ -13,8 +13,10 @@
 
 #include <wolfssl/ssl.h>
 
+#include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <span>
@@ -313,4 +315,24 @@ TEST_CASE("hkdf_expand_label refuses secrets of other sizes and over-long output
   std::vector<std::uint8_t> long_out(256);
   CHECK_FALSE(hkdf_expand_label(long_out, secret, "quic key"));
   CHECK(hkdf_expand_label(out, secret, "quic key"));
+}
+
+TEST_CASE("derive_initial_secrets gives RFC 9001's client and server Initial secrets",
+          "[tls][hkdf]") {
+  // RFC 9001 Appendix A.1: Destination Connection ID 0x8394c8f03e515708, QUIC v1.
+  const std::vector<std::uint8_t> dcid = from_hex("8394c8f03e515708");
+  std::array<std::uint8_t, 32> client{}, server{};
+  REQUIRE(derive_initial_secrets(NGTCP2_PROTO_VER_V1, dcid, client, server));
+  CHECK(std::vector<std::uint8_t>(client.begin(), client.end()) ==
+        from_hex("c00cf151ca5be075ed0ebfb5c80323c42d6b7db67881289af4008f1f6c357aea"));
+  CHECK(std::vector<std::uint8_t>(server.begin(), server.end()) ==
+        from_hex("3c199828fd139efd216c155ad844cc81fb82fa8d7446fa7d78be803acdda951b"));
+  // QUIC v2 has its own salt: other secrets from the same CID (RFC 9369 Appendix A.1).
+  std::array<std::uint8_t, 32> client2{}, server2{};
+  REQUIRE(derive_initial_secrets(NGTCP2_PROTO_VER_V2, dcid, client2, server2));
+  CHECK(std::vector<std::uint8_t>(client2.begin(), client2.end()) ==
+        from_hex("14ec9d6eb9fd7af83bf5a668bc17a7e283766aade7ecd0891f70f9ff7f4bf47b"));
+  CHECK_FALSE(derive_initial_secrets(0x1a2a3a4a, dcid, client, server));
+  const std::vector<std::uint8_t> long_cid(21, 1);
+  CHECK_FALSE(derive_initial_secrets(NGTCP2_PROTO_VER_V1, long_cid, client, server));
 }
