@@ -291,8 +291,11 @@ int run_serve(args a, const serve_extensions& extensions) {
     });
     std::string addrs;
     for (const auto& l : srv.local_addresses()) addrs += (addrs.empty() ? "" : ",") + l.to_string();
+    // With --policy the rules decide: --action is not used.
+    const std::string_view answers =
+        cfg.inspect.policy_file.empty() ? to_string(cfg.decision) : std::string_view("policy");
     log.info("server.listening", {{"addresses", addrs},
-                                  {"action", to_string(cfg.decision)},
+                                  {"action", answers},
                                   {"mutual_tls", !cfg.client_ca_file.empty()},
                                   {"retry", cfg.retry},
                                   {"gso", srv.gso_available()},

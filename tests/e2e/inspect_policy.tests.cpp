@@ -54,6 +54,7 @@ TEST_CASE("serve --policy answers each task as its first matching rule says, els
   write_file(dir.path / "policy.rules", every_kind);
   server_process srv({"--policy", (dir.path / "policy.rules").string()});
   CHECK(srv.wait_for_line({"policy.loaded", "rules=7", "default=bypass"}));
+  CHECK(srv.wait_for_line({"server.listening", "action=policy"}));
   g3_client client(srv);
   const auto lab = detour::ip_address::v4(198, 51, 100, 7);
   const std::vector<task_plan> plans = {
