@@ -168,6 +168,10 @@ std::string metrics::render(const metrics_gauges& g) const {
   counter(out, "detour_stateless_resets_total", "Stateless resets sent.", g.stateless_resets);
   counter(out, "detour_version_negotiations_total", "Version negotiation packets sent.",
           g.version_negotiations);
+  counter(out, "detour_packets_forwarded_total",
+          "Packets received by one worker and handed to the worker that owns their connection "
+          "(--workers; a client whose address changed).",
+          g.packets_forwarded);
 
   family(out, "detour_handshake_failures_total", "counter",
          "Handshakes that failed, by reason (tls: certificate, ALPN, ...; timeout).");

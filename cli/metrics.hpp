@@ -32,6 +32,7 @@ struct metrics_gauges {
   std::uint64_t retries = 0;
   std::uint64_t stateless_resets = 0;
   std::uint64_t version_negotiations = 0;
+  std::uint64_t packets_forwarded = 0; ///< --workers: handed to the worker owning them
   bool audit = false; ///< the audit values below mean something
   std::uint64_t audit_written = 0;
   std::uint64_t audit_dropped = 0;

@@ -287,6 +287,7 @@ int run_serve(args a, const serve_extensions& extensions) {
       g.retries = t.retries;
       g.stateless_resets = t.stateless_resets;
       g.version_negotiations = t.version_negotiations;
+      g.packets_forwarded = t.forwarded;
       return g;
     });
     std::string addrs;

@@ -96,6 +96,7 @@ TEST_CASE("metrics: errors, handshake failures, reloads and gauges are rendered"
   g.connections_open = 3;
   g.audit = true;
   g.audit_written = 40;
+  g.packets_forwarded = 7;
   const std::string t = m.render(g);
   CHECK(value_of(t, "detour_stream_errors_total{error=\"header_timeout\"}") == 2);
   CHECK(value_of(t, "detour_stream_errors_total{error=\"bad_signature\"}") == 1);
@@ -106,6 +107,7 @@ TEST_CASE("metrics: errors, handshake failures, reloads and gauges are rendered"
   CHECK(value_of(t, "detour_connections_accepted_total") == 12);
   CHECK(value_of(t, "detour_connections_open") == 3);
   CHECK(value_of(t, "detour_audit_records_total") == 40);
+  CHECK(value_of(t, "detour_packets_forwarded_total") == 7);
   CHECK(t.find("detour_capture_packets_total") == std::string::npos); // no capture: no family
   CHECK(m.stream_errors() == 3);
 }

@@ -90,7 +90,9 @@ TEST_CASE("serve --workers 2 resumes a session on the other worker than the one 
 TEST_CASE("serve --workers 2 routes the packets of a connection whose address changed to its "
           "worker",
           "[e2e][workers][migration]") {
-  server_process srv({"--workers", "2", "--log-level", "debug"});
+  server_process srv({"--workers", "2", "--log-level", "debug", "--metrics", "127.0.0.1:0"});
+  const auto metrics_line = srv.wait_for_line({"metrics.listening"});
+  REQUIRE(metrics_line);
   g3_client client(srv);
   fault_relay relay(client.loop, srv.address(), fault_profile{});
   // One connection serving every task, established before its address first changes (a
@@ -111,6 +113,19 @@ TEST_CASE("serve --workers 2 routes the packets of a connection whose address ch
   }
   const auto forwarded = srv.find_lines({"packet.forwarded"});
   CHECK_FALSE(forwarded.empty());
+  // The metrics endpoint counts each of them: every forwarded packet is also logged (at
+  // debug), so once the log has caught up with a scrape, both say the same.
+  const std::string metrics_at = log_field(*metrics_line, "address");
+  double counted = -1;
+  CHECK(poll_until(
+      client,
+      [&] {
+        counted = metric(http_get(metrics_at, "/metrics"), "detour_packets_forwarded_total");
+        return counted > 0 &&
+               counted == static_cast<double>(srv.find_lines({"packet.forwarded"}).size());
+      },
+      cli::monotonic_now() + 10 * second));
+  CHECK(counted >= static_cast<double>(forwarded.size()));
   // The packets went to the worker that owns the connection: nothing was reset or closed.
   CHECK(srv.find_lines({"stream.error"}).empty());
   for (const auto& l : srv.find_lines({"conn."})) UNSCOPED_INFO(l);
