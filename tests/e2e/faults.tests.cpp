@@ -4,6 +4,7 @@
 // blacks the path out for seconds; every task must still come back byte-exact, and the server's
 // memory must return to its idle level afterwards.
 #include "client.hpp"
+#include "results.hpp"
 #include "fault_relay.hpp"
 
 #include <catch2/catch_test_macros.hpp>
@@ -18,18 +19,6 @@ constexpr cli::timestamp second = cli::nanoseconds_per_second;
 // What "back to the idle level" allows: allocator bookkeeping and heap fragments, a few
 // percent of the peak under load (over 100 MiB in the test below).
 constexpr std::size_t memory_slack_kib = 4096;
-
-std::size_t count_ok(const std::vector<cli::probe::task_result>& results) {
-  std::size_t ok = 0;
-  for (const auto& r : results) {
-    if (!r.ok()) {
-      UNSCOPED_INFO("task " << r.match_id << ": " << cli::probe::to_string(r.error) << " "
-                            << r.detail);
-    }
-    ok += r.ok() ? 1 : 0;
-  }
-  return ok;
-}
 
 } // namespace
 

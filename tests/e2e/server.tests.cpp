@@ -2,6 +2,7 @@
 // End-to-end tests of `detour serve` as a QUIC server: Retry, the connection limit, TLS session
 // resumption (with mutual TLS too), certificate reload on SIGHUP, IPv6 listeners.
 #include "client.hpp"
+#include "results.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 
@@ -15,15 +16,6 @@ using namespace detour::test;
 namespace {
 
 constexpr cli::timestamp second = cli::nanoseconds_per_second;
-
-bool all_ok(const std::vector<cli::probe::task_result>& results) {
-  bool ok = true;
-  for (const auto& r : results) {
-    if (!r.ok()) UNSCOPED_INFO(cli::probe::to_string(r.error) << " " << r.detail);
-    ok = ok && r.ok();
-  }
-  return ok;
-}
 
 void make_certs(const std::filesystem::path& dir) {
   REQUIRE(std::system(

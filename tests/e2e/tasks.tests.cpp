@@ -4,6 +4,7 @@
 // large echoes, half-close orders, resets and STOP_SENDING, slow and malformed headers, and a
 // drain with tasks in flight.
 #include "client.hpp"
+#include "results.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 
@@ -18,18 +19,6 @@ using cli::probe::task_result;
 namespace {
 
 constexpr cli::timestamp second = cli::nanoseconds_per_second;
-
-void require_all_ok(const std::vector<task_result>& results) {
-  std::size_t ok = 0;
-  for (const auto& r : results) {
-    if (!r.ok()) {
-      UNSCOPED_INFO("task " << r.match_id << ": " << cli::probe::to_string(r.error) << " "
-                            << r.detail);
-    }
-    ok += r.ok() ? 1 : 0;
-  }
-  REQUIRE(ok == results.size());
-}
 
 // A connection of its own, established, for scripting streams by hand.
 cli::probe::pooled_connection& dial(g3_client& c) {

@@ -4,6 +4,7 @@
 // of a connection whose address changed (NAT rebinding, RFC 9000 §9) reaching the worker that
 // owns it, and a drain across workers.
 #include "client.hpp"
+#include "results.hpp"
 #include "fault_relay.hpp"
 #include "inspect_support.hpp"
 
@@ -19,18 +20,6 @@ using cli::probe::task_result;
 namespace {
 
 constexpr cli::timestamp second = cli::nanoseconds_per_second;
-
-void require_all_ok(const std::vector<task_result>& results) {
-  std::size_t ok = 0;
-  for (const auto& r : results) {
-    if (!r.ok()) {
-      UNSCOPED_INFO("task " << r.match_id << ": " << cli::probe::to_string(r.error) << " "
-                            << r.detail);
-    }
-    ok += r.ok() ? 1 : 0;
-  }
-  REQUIRE(ok == results.size());
-}
 
 // The worker a log line names (its `worker=` field), or -1.
 int worker_of(const std::string& line) {
