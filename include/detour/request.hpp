@@ -100,6 +100,9 @@ struct upstream_address {
   std::string_view text; ///< as sent: "example.com:443", "192.0.2.1:25", "[2001:db8::1]:993"
   std::string_view host; ///< the host part, IPv6 brackets removed: "2001:db8::1"
   std::uint16_t port = 0;
+
+  /// Field by field; the views compare the text they show, not where it lies.
+  friend constexpr bool operator==(const upstream_address&, const upstream_address&) = default;
 };
 
 namespace detail {
@@ -171,6 +174,9 @@ struct north_request {
   std::uint16_t match_id = 0;                    ///< E5: pairs the south stream on this connection
   std::uint32_t payload_length = 0;              ///< E6: payload bytes after the header
   std::size_t header_size = 0;                   ///< bytes of the PROXY header (when decoded)
+
+  /// Field by field; the views compare the text they show, not where it lies.
+  friend constexpr bool operator==(const north_request&, const north_request&) = default;
 };
 
 /// A south hello: the header g3proxy sends on a task's south stream after a "continue" answer,
@@ -180,6 +186,8 @@ struct south_hello {
   socket_address proxy;        ///< PROXY destination
   std::uint16_t match_id = 0;  ///< E5
   std::size_t header_size = 0; ///< bytes of the PROXY header (when decoded)
+
+  friend constexpr bool operator==(const south_hello&, const south_hello&) = default;
 };
 
 /// Which half of a task a stream header opens.

@@ -24,14 +24,6 @@ namespace {
 
 using bytes = std::vector<std::uint8_t>;
 
-bool same_north(const north_request& a, const north_request& b) {
-  return a.client == b.client && a.proxy == b.proxy && a.upstream.text == b.upstream.text &&
-         a.upstream.host == b.upstream.host && a.upstream.port == b.upstream.port &&
-         a.username == b.username && a.task_id == b.task_id && a.protocol == b.protocol &&
-         a.protocol_name == b.protocol_name && a.match_id == b.match_id &&
-         a.payload_length == b.payload_length && a.header_size == b.header_size;
-}
-
 template <class A, class B>
 void check_same_outcome(const decode_result<A>& a, const decode_result<B>& b) {
   REQUIRE(a.status == b.status);
@@ -134,7 +126,7 @@ TEST_CASE("decode_north_request's straight pass agrees with the general walk",
       const auto fast = decode_north_request(in, limits);
       const auto general = detail::decode_north_walk(in, limits);
       check_same_outcome(fast, general);
-      if (fast.complete()) CHECK(same_north(fast.value, general.value));
+      if (fast.complete()) CHECK(fast.value == general.value);
     }
   }
   // The straight pass took a good share of them, not none.
@@ -174,7 +166,7 @@ TEST_CASE("decode_stream_header agrees with decode then parse_stream_header",
       if (!one.complete()) continue;
       REQUIRE(one.value.kind == two.value.kind);
       if (one.value.kind == stream_kind::north) {
-        CHECK(same_north(one.value.north, two.value.north));
+        CHECK(one.value.north == two.value.north);
       } else {
         CHECK(one.value.south.match_id == two.value.south.match_id);
         CHECK(one.value.south.client == two.value.south.client);
@@ -182,4 +174,28 @@ TEST_CASE("decode_stream_header agrees with decode then parse_stream_header",
       }
     }
   }
+}
+
+TEST_CASE("north requests and south hellos compare field by field, views by their text",
+          "[request]") {
+  const std::string host_a = "example.com:443", host_b = "example.com:443";
+  north_request a;
+  a.upstream = {host_a, std::string_view(host_a).substr(0, 11), 443};
+  a.match_id = 7;
+  north_request b = a;
+  b.upstream = {host_b, std::string_view(host_b).substr(0, 11), 443}; // other storage, same text
+  CHECK(a == b);
+  b.username = "alice";
+  CHECK_FALSE(a == b);
+  b = a;
+  b.upstream.port = 444;
+  CHECK_FALSE(a == b);
+  b = a;
+  b.payload_length = 1;
+  CHECK_FALSE(a == b);
+  south_hello s, t;
+  s.match_id = t.match_id = 7;
+  CHECK(s == t);
+  t.header_size = 1;
+  CHECK_FALSE(s == t);
 }
