@@ -149,7 +149,10 @@ bool server::forward_to_owner(endpoint& ep, const received_datagram& d,
   f.bytes.assign(pkt.begin(), pkt.end());
   f.ecn = d.ecn;
   stats_.forwarded.fetch_add(1, std::memory_order_relaxed);
-  log_.debug("packet.forwarded", {{"to_worker", owner}, {"peer", d.remote.to_string()}});
+  // Every packet of a rebound connection comes this way: no address text unless it is logged.
+  if (log_.enabled(log_level::debug)) {
+    log_.debug("packet.forwarded", {{"to_worker", owner}, {"peer", d.remote.to_string()}});
+  }
   group_.forward(owner, std::move(f));
   return true;
 }
