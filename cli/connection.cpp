@@ -161,8 +161,9 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
   params.max_idle_timeout = cfg.idle_timeout;
   params.active_connection_id_limit = 4;
   params.stateless_reset_token_present = 1;
-  ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, srv.secret().data(),
-                                               srv.secret().size(), &scid);
+  if (!stateless_reset_token(params.stateless_reset_token, srv.secret(), scid)) {
+    throw std::runtime_error("cannot derive a stateless reset token");
+  }
   if (init.retried) {
     params.original_dcid = init.original_dcid;
     params.retry_scid = init.client_dcid;
@@ -265,6 +266,7 @@ int connection::cb_handshake_completed() {
   server_.log().info("conn.open", {{"conn", log_id_},
                                    {"peer", remote_.to_string()},
                                    {"alpn", alpn.empty() ? std::string_view("-") : alpn},
+                                   {"cipher", tls_->cipher()},
                                    {"resumed", tls_->resumed()},
                                    {"client_cert", client}});
   if (shutting_down_) tasks_.refuse_new();
@@ -335,8 +337,8 @@ int connection::cb_extend_max_stream_data(std::int64_t id) {
 
 int connection::cb_get_new_connection_id(ngtcp2_cid* cid, std::uint8_t* token, std::size_t len) {
   server_.new_cid(*cid, len);
-  if (ngtcp2_crypto_generate_stateless_reset_token(token, server_.secret().data(),
-                                                   server_.secret().size(), cid) != 0) {
+  if (!stateless_reset_token(std::span<std::uint8_t, NGTCP2_STATELESS_RESET_TOKENLEN>(token, len),
+                             server_.secret(), *cid)) {
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
   routed_.push_back(*cid);

@@ -276,8 +276,7 @@ void server::send_stateless_reset(endpoint& ep, const received_datagram& d, std:
   ngtcp2_cid cid{};
   ngtcp2_cid_init(&cid, dcid.data(), dcid.size());
   std::array<std::uint8_t, NGTCP2_STATELESS_RESET_TOKENLEN> token{};
-  if (ngtcp2_crypto_generate_stateless_reset_token(token.data(), group_.secret.data(),
-                                                   group_.secret.size(), &cid) != 0) {
+  if (!stateless_reset_token(token, group_.secret, cid)) {
     return;
   }
   std::array<std::uint8_t, 64> buf{};

@@ -68,6 +68,9 @@ struct tls_client_config {
   std::vector<std::string> alpn;
   /// Keep the latest session ticket and offer it on the next connection (rustls' default).
   bool resume_sessions = true;
+  /// The TLS 1.3 cipher suites to offer, in order: wolfSSL's names separated by ':'
+  /// ("TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256"). Empty: wolfSSL's default list.
+  std::string cipher_suites;
 };
 
 /// Server side: the client certificate subject of each TLS session, by session id, so that a
@@ -178,6 +181,15 @@ std::vector<std::uint8_t> encode_alpn(const std::vector<std::string>& names);
 /// 249 bytes.
 bool hkdf_expand_label(std::span<std::uint8_t> out, std::span<const std::uint8_t> secret,
                        std::string_view label) noexcept;
+
+/// The stateless reset token of |cid| (RFC 9000 §10.3.2) under the server's |secret|:
+/// HKDF-SHA256 with the CID as salt and "stateless_reset" as info, the derivation of
+/// ngtcp2_crypto_generate_stateless_reset_token (so the tokens are the same), through wolfCrypt's
+/// HKDF directly: ngtcp2_crypto_wolfssl's seeds a random generator per call, and a server makes
+/// one token per connection ID it issues. |out| is NGTCP2_STATELESS_RESET_TOKENLEN bytes. False if
+/// wolfCrypt fails.
+bool stateless_reset_token(std::span<std::uint8_t, 16> out, std::span<const std::uint8_t> secret,
+                           const ngtcp2_cid& cid) noexcept;
 
 /// The Initial secrets of a connection (RFC 9001 §5.2, RFC 9369 §3.3.1 for QUIC v2): the
 /// client's and the server's, from the Destination Connection ID of the client's first Initial.
