@@ -53,6 +53,10 @@ options (all modes):
                           address as text, as g3proxy; a DNS name is also sent as SNI)
   --cert FILE --key FILE  client certificate and key for mutual TLS
   --alpn NAME[,NAME...]   offer ALPN (g3proxy offers none)
+  --tls-ciphers LIST      offer only these TLS 1.3 suites, in order, ':'-separated:
+                          TLS13-AES128-GCM-SHA256, TLS13-AES256-GCM-SHA384,
+                          TLS13-CHACHA20-POLY1305-SHA256 (default: all three; g3proxy's
+                          rustls offers AES-256, AES-128, then ChaCha20)
   --no-verify             do not verify the server certificate (diagnostics only)
   --no-resume             no TLS session resumption (g3proxy resumes)
   --connections N         connections kept open (default 32, g3proxy's min_idle_count)
@@ -180,6 +184,8 @@ parsed parse(args a) {
       o.tls.private_key_file = r.value();
     } else if (r.is("--alpn")) {
       o.tls.alpn = split_list(r.value());
+    } else if (r.is("--tls-ciphers")) {
+      o.tls.cipher_suites = r.value();
     } else if (r.is("--no-verify")) {
       r.flag();
       o.tls.verify_server = false;

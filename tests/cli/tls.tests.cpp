@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Tests of cli/tls.hpp and cli/certs.hpp: the ALPN policy g3proxy needs, certificate generation
 // (checked by wolfSSL itself), loading errors that name the file, the client identities kept
-// for resumed sessions, the HKDF-Expand-Label of key updates against RFC 9001's vectors.
+// for resumed sessions, the HKDF-Expand-Label of key updates against RFC 9001's vectors, and
+// stateless reset tokens equal to ngtcp2's.
 #include "tls.hpp"
 
 #include "alpn.hpp"
@@ -335,4 +336,26 @@ TEST_CASE("derive_initial_secrets gives RFC 9001's client and server Initial sec
   CHECK_FALSE(derive_initial_secrets(0x1a2a3a4a, dcid, client, server));
   const std::vector<std::uint8_t> long_cid(21, 1);
   CHECK_FALSE(derive_initial_secrets(NGTCP2_PROTO_VER_V1, long_cid, client, server));
+}
+
+TEST_CASE("stateless_reset_token gives ngtcp2's token for every connection ID length",
+          "[tls][hkdf]") {
+  // The server's tokens must not change with the derivation's implementation: a client keeps
+  // the tokens it was given, and workers of one server compute each other's.
+  std::array<std::uint8_t, 32> secret{};
+  for (std::size_t i = 0; i < secret.size(); ++i) secret[i] = static_cast<std::uint8_t>(i * 13 + 5);
+  std::vector<std::array<std::uint8_t, NGTCP2_STATELESS_RESET_TOKENLEN>> seen;
+  for (std::size_t len : {0, 1, 8, 18, 20}) {
+    std::array<std::uint8_t, 20> bytes{};
+    for (std::size_t i = 0; i < len; ++i) bytes[i] = static_cast<std::uint8_t>(0xa0 + i * 3);
+    ngtcp2_cid cid{};
+    ngtcp2_cid_init(&cid, bytes.data(), len);
+    std::array<std::uint8_t, NGTCP2_STATELESS_RESET_TOKENLEN> ours{}, theirs{};
+    REQUIRE(stateless_reset_token(ours, secret, cid));
+    REQUIRE(ngtcp2_crypto_generate_stateless_reset_token(theirs.data(), secret.data(),
+                                                         secret.size(), &cid) == 0);
+    CHECK(ours == theirs);
+    for (const auto& other : seen) CHECK(other != ours); // one token per connection ID
+    seen.push_back(ours);
+  }
 }

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // End-to-end tests of `detour serve` as a QUIC server: Retry, the connection limit, TLS session
-// resumption (with mutual TLS too), certificate reload on SIGHUP, IPv6 listeners.
+// resumption (with mutual TLS too) under each TLS 1.3 cipher suite, certificate reload on SIGHUP,
+// IPv6 listeners.
 #include "client.hpp"
 #include "results.hpp"
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <csignal>
 #include <cstdlib>
@@ -57,6 +59,25 @@ TEST_CASE("serve issues session tickets so the next connection resumes", "[e2e][
   CHECK(all_ok(client.run({plan(0), plan(1), plan(2)})));
   CHECK(client.pool->stats().resumed >= 1);
   CHECK(srv.wait_for_line({"conn.open", "resumed=true"}));
+}
+
+TEST_CASE("serve speaks each TLS 1.3 cipher suite, on full and resumed connections",
+          "[e2e][tls][resume]") {
+  // Each suite has its own key sizes and hash (SHA-384 for AES-256-GCM: 48-byte secrets), and
+  // the server derives every key of the handshake and of 1-RTT itself.
+  const auto suite = GENERATE(as<std::string>{}, "TLS13-AES128-GCM-SHA256",
+                              "TLS13-AES256-GCM-SHA384", "TLS13-CHACHA20-POLY1305-SHA256");
+  INFO(suite);
+  server_process srv({"--log-level", "info"});
+  cli::tls_client_config tc = trusting(srv);
+  tc.cipher_suites = suite;
+  g3_client client(srv, tc, std::nullopt, 1, 1);
+  // One task per connection: the later connections resume.
+  CHECK(all_ok(client.run({plan(0, 256 * 1024), plan(1), plan(2)})));
+  CHECK(client.pool->stats().resumed >= 1);
+  CHECK(srv.wait_for_line({"conn.open", "resumed=true", "cipher=" + suite}));
+  CHECK(srv.find_lines({"conn.open", "cipher=" + suite}).size() ==
+        srv.find_lines({"conn.open"}).size());
 }
 
 TEST_CASE("serve names the client certificate of a resumed connection under mutual TLS",
