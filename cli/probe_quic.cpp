@@ -243,7 +243,7 @@ struct quic_connection::callbacks {
   // Built field by field: designated initializers would trip -Wmissing-field-initializers.
   static constexpr ngtcp2_callbacks table = [] {
     ngtcp2_callbacks c{};
-    c.client_initial = ngtcp2_crypto_client_initial_cb;
+    c.client_initial = client_initial_cb; // tls.hpp: no random generator per key
     c.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
     c.handshake_completed = handshake_completed;
     c.encrypt = ngtcp2_crypto_encrypt_cb;

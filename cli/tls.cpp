@@ -556,8 +556,13 @@ bool derive_initial_secrets(std::uint32_t version, std::span<const std::uint8_t>
   return ok;
 }
 
-int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void*) {
-  const std::uint32_t version = ngtcp2_conn_get_client_chosen_version(conn);
+namespace {
+
+// The Initial keys of |version| from the client's first Destination Connection ID |dcid|
+// installed in |conn|, as ngtcp2_crypto_derive_and_install_initial_key does (AES-128-GCM,
+// SHA-256, AES-128-CTR header protection): a server reads with the client's keys and writes
+// with its own, a client the other way round.
+bool install_initial_keys(ngtcp2_conn* conn, std::uint32_t version, const ngtcp2_cid& dcid) {
   const bool v2 = version == NGTCP2_PROTO_VER_V2;
   // ngtcp2_crypto_ctx_initial of ngtcp2_crypto_wolfssl: the Initial packets' algorithms.
   ngtcp2_crypto_ctx ctx{};
@@ -578,13 +583,27 @@ int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void*) {
            hkdf_expand_label(k.iv, secret, v2 ? "quicv2 iv" : "quic iv") &&
            hkdf_expand_label(k.hp, secret, v2 ? "quicv2 hp" : "quic hp");
   };
-  // A server reads with the client's keys and writes with its own.
-  if (!derive_initial_secrets(version, {dcid->data, dcid->datalen}, client, server) ||
-      !derive(rx, client) || !derive(tx, server)) {
-    return NGTCP2_ERR_CALLBACK_FAILURE;
+  const bool server_side = ngtcp2_conn_is_server(conn) != 0;
+  if (!derive_initial_secrets(version, {dcid.data, dcid.datalen}, client, server) ||
+      !derive(rx, server_side ? client : server) || !derive(tx, server_side ? server : client)) {
+    return false;
   }
-  ngtcp2_crypto_aead_ctx rx_aead{}, tx_aead{};
+  ngtcp2_crypto_aead_ctx rx_aead{}, tx_aead{}, retry_aead_ctx{};
   ngtcp2_crypto_cipher_ctx rx_hp{}, tx_hp{};
+  // A client checks the integrity tag of a Retry (RFC 9001 §5.8) with a fixed key, until it
+  // has followed one.
+  ngtcp2_crypto_aead retry_aead{};
+  if (!server_side && !ngtcp2_conn_after_retry(conn)) {
+    retry_aead = ctx.aead; // AES-128-GCM, as the Initial packets
+    const std::string_view retry_key = v2 ? NGTCP2_RETRY_KEY_V2 : NGTCP2_RETRY_KEY_V1;
+    const std::size_t nonce_len =
+        (v2 ? sizeof(NGTCP2_RETRY_NONCE_V2) : sizeof(NGTCP2_RETRY_NONCE_V1)) - 1;
+    if (ngtcp2_crypto_aead_ctx_encrypt_init(&retry_aead_ctx, &retry_aead,
+                                            reinterpret_cast<const std::uint8_t*>(retry_key.data()),
+                                            nonce_len) != 0) {
+      return false;
+    }
+  }
   const auto hp_ctx = [&ctx](ngtcp2_crypto_cipher_ctx& c, const std::array<std::uint8_t, 16>& key) {
     c.native_handle = wolfSSL_quic_crypt_new(
         static_cast<const WOLFSSL_EVP_CIPHER*>(ctx.hp.native_handle), key.data(), nullptr, 1);
@@ -596,14 +615,46 @@ int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void*) {
       hp_ctx(tx_hp, tx.hp) &&
       ngtcp2_conn_install_initial_key(conn, &rx_aead, rx.iv.data(), &rx_hp, &tx_aead, tx.iv.data(),
                                       &tx_hp, rx.iv.size()) == 0) {
-    return 0; // the connection owns the contexts now
+    if (retry_aead_ctx.native_handle)
+      ngtcp2_conn_set_retry_aead(conn, &retry_aead, &retry_aead_ctx);
+    return true; // the connection owns the contexts now
   }
+  ngtcp2_crypto_aead_ctx_free(&retry_aead_ctx);
   ngtcp2_crypto_aead_ctx_free(&rx_aead);
   ngtcp2_crypto_aead_ctx_free(&tx_aead);
   for (auto* c : {&rx_hp, &tx_hp})
     if (c->native_handle)
       wolfSSL_EVP_CIPHER_CTX_free(static_cast<WOLFSSL_EVP_CIPHER_CTX*>(c->native_handle));
-  return NGTCP2_ERR_CALLBACK_FAILURE;
+  return false;
+}
+
+} // namespace
+
+int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void*) {
+  return install_initial_keys(conn, ngtcp2_conn_get_client_chosen_version(conn), *dcid)
+             ? 0
+             : NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+int client_initial_cb(ngtcp2_conn* conn, void*) {
+  // What ngtcp2_crypto_client_initial_cb does: the Initial keys, the client's transport
+  // parameters into its ClientHello, and the ClientHello itself.
+  auto* ssl = static_cast<WOLFSSL*>(ngtcp2_conn_get_tls_native_handle(conn));
+  std::array<std::uint8_t, 256> params{};
+  if (!install_initial_keys(conn, ngtcp2_conn_get_client_chosen_version(conn),
+                            *ngtcp2_conn_get_dcid(conn))) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  const ngtcp2_ssize n =
+      ngtcp2_conn_encode_local_transport_params(conn, params.data(), params.size());
+  if (n < 0 ||
+      wolfSSL_set_quic_transport_params(ssl, params.data(), static_cast<std::size_t>(n)) !=
+          WOLFSSL_SUCCESS ||
+      ngtcp2_crypto_read_write_crypto_data(conn, NGTCP2_ENCRYPTION_LEVEL_INITIAL, nullptr, 0) !=
+          0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
+  return 0;
 }
 
 int update_key_cb(ngtcp2_conn* conn, std::uint8_t* rx_secret, std::uint8_t* tx_secret,

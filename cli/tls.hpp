@@ -204,6 +204,11 @@ bool derive_initial_secrets(std::uint32_t version, std::span<const std::uint8_t>
 /// EVP HKDF (see update_key_cb).
 int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void* user_data);
 
+/// ngtcp2's `client_initial` callback for a client: ngtcp2_crypto_client_initial_cb (the Initial
+/// keys, the transport parameters handed to TLS, the ClientHello) with the Initial keys derived
+/// as recv_client_initial_cb does.
+int client_initial_cb(ngtcp2_conn* conn, void* user_data);
+
 /// ngtcp2's `update_key` callback: the next 1-RTT keys (RFC 9001 §6), the same derivation as
 /// ngtcp2_crypto_update_key_cb ("quic ku", then "quic key" and "quic iv"; the "quicv2" labels
 /// for QUIC v2) but with hkdf_expand_label. ngtcp2 calls it once per connection when the
