@@ -12,6 +12,7 @@
 #include <malloc.h> // malloc_trim
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -32,11 +33,12 @@ constexpr timestamp retry_token_lifetime = 10 * nanoseconds_per_second;
 // A NEW_TOKEN (RFC 9000 §8.1.3) spares a returning client the Retry round trip for this long.
 constexpr timestamp new_token_lifetime = 3600 * nanoseconds_per_second;
 
-std::string key_of(const std::uint8_t* p, std::size_t n) {
-  return {reinterpret_cast<const char*>(p), n};
-}
-
 } // namespace
+
+server::cid_key::cid_key(const std::uint8_t* p, std::size_t n) noexcept
+    : length(static_cast<std::uint8_t>(std::min(n, bytes.size()))) {
+  std::memcpy(bytes.data(), p, length);
+}
 
 timestamp token_time() noexcept {
   return monotonic_now();
@@ -113,7 +115,7 @@ void server::on_packet(endpoint& ep, const received_datagram& d,
   default:
     return; // not QUIC: ignore
   }
-  if (const auto it = routes_.find(key_of(vc.dcid, vc.dcidlen)); it != routes_.end()) {
+  if (const auto it = routes_.find(cid_key(vc.dcid, vc.dcidlen)); it != routes_.end()) {
     connection* c = it->second;
     if (!c->dead()) c->on_packet(d, pkt);
     return;
@@ -357,11 +359,11 @@ void server::on_writable(endpoint& ep) {
 // --- connection lifetime -----------------------------------------------------------------------
 
 void server::associate(const ngtcp2_cid& cid, connection& c) {
-  routes_[key_of(cid.data, cid.datalen)] = &c;
+  routes_[cid_key(cid.data, cid.datalen)] = &c;
 }
 
 void server::dissociate(const ngtcp2_cid& cid) {
-  routes_.erase(key_of(cid.data, cid.datalen));
+  routes_.erase(cid_key(cid.data, cid.datalen));
 }
 
 void server::connection_done(connection& c) {
@@ -374,7 +376,7 @@ void server::reap() {
   dead.swap(dead_);
   for (connection* c : dead) {
     for (const ngtcp2_cid& cid : c->routed_cids()) {
-      const auto it = routes_.find(key_of(cid.data, cid.datalen));
+      const auto it = routes_.find(cid_key(cid.data, cid.datalen));
       if (it != routes_.end() && it->second == c) routes_.erase(it);
     }
     for (auto& ep : endpoints_) std::erase(ep->blocked, c);

@@ -22,6 +22,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -161,7 +162,24 @@ private:
   std::vector<std::unique_ptr<endpoint>> endpoints_;
   receive_batch batch_;
   std::vector<std::uint8_t> scratch_;
-  std::unordered_map<std::string, connection*> routes_; // CID bytes -> connection
+  /// A connection ID as a map key, held in place: looked up for every packet received, so
+  /// no allocation (a std::string of an 18-byte CID would allocate).
+  struct cid_key {
+    std::array<std::uint8_t, 20> bytes{}; // RFC 9000 §17.2: at most 20 bytes
+    std::uint8_t length = 0;
+    cid_key(const std::uint8_t* p, std::size_t n) noexcept;
+    std::string_view view() const noexcept {
+      return {reinterpret_cast<const char*>(bytes.data()), length};
+    }
+    bool operator==(const cid_key& o) const noexcept { return view() == o.view(); }
+  };
+  struct cid_hash {
+    // Client-chosen CIDs are keys too: the same hash std::string had, no weaker.
+    std::size_t operator()(const cid_key& k) const noexcept {
+      return std::hash<std::string_view>{}(k.view());
+    }
+  };
+  std::unordered_map<cid_key, connection*, cid_hash> routes_; // CID -> connection
   std::unordered_map<connection*, std::unique_ptr<connection>> connections_;
   std::vector<connection*> dead_;
   deferred reaper_;
