@@ -390,12 +390,19 @@ void server::trim_memory() {
   // The allocator keeps freed stream blocks for reuse and does not hand them back to the
   // system by itself: after a burst the process would stay at its peak. Give back what is free
   // when the load has fallen (all connections gone, or half the blocks of the last peak).
+  // A trim walks the whole heap: while connections come and go (a handshake storm), at most
+  // one a second.
   const std::size_t in_use = pool_.in_use();
   if (in_use > peak_blocks_) peak_blocks_ = in_use;
-  if (!connections_.empty() && in_use * 2 > peak_blocks_) return;
+  const timestamp now = monotonic_now();
+  if (!connections_.empty() &&
+      (in_use * 2 > peak_blocks_ || now - last_trim_ < nanoseconds_per_second)) {
+    return;
+  }
 #if defined(__GLIBC__)
   ::malloc_trim(0);
 #endif
+  last_trim_ = now;
   peak_blocks_ = in_use;
 }
 

@@ -185,6 +185,7 @@ private:
   deferred reaper_;
   server_stats stats_;
   std::size_t peak_blocks_ = 0; // stream blocks in use at the last peak (trim_memory)
+  timestamp last_trim_ = 0;     // when trim_memory last gave memory back
 
   // Stateless resets are rate limited (RFC 9000 §10.3.3): a token bucket refilled each second.
   timestamp reset_bucket_refill_ = 0;
