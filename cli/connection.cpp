@@ -4,6 +4,7 @@
 #include "connection.hpp"
 
 #include "inspection.hpp"
+#include "packet_protection.hpp"
 #include "server.hpp"
 
 #include <ngtcp2/ngtcp2_crypto_wolfssl.h>
@@ -78,9 +79,9 @@ constexpr ngtcp2_callbacks callbacks = [] {
   c.recv_client_initial = recv_client_initial_cb; // tls.hpp: no random generator per key
   c.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
   c.handshake_completed = on_handshake_completed;
-  c.encrypt = ngtcp2_crypto_encrypt_cb;
-  c.decrypt = ngtcp2_crypto_decrypt_cb;
-  c.hp_mask = ngtcp2_crypto_hp_mask_cb;
+  c.encrypt = encrypt_cb;
+  c.decrypt = decrypt_cb;
+  c.hp_mask = hp_mask_cb;
   c.recv_stream_data = on_recv_stream_data;
   c.acked_stream_data_offset = on_acked_stream_data_offset;
   c.stream_open = on_stream_open;
@@ -91,13 +92,13 @@ constexpr ngtcp2_callbacks callbacks = [] {
   c.update_key = update_key_cb; // tls.hpp: HKDF without a random generator per call
   c.stream_reset = on_stream_reset;
   c.extend_max_stream_data = on_extend_max_stream_data;
-  c.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
-  c.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  c.delete_crypto_aead_ctx = delete_crypto_aead_ctx_cb;
+  c.delete_crypto_cipher_ctx = delete_crypto_cipher_ctx_cb;
   c.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
   // No stream_stop_sending: in ngtcp2 1.x it reports the STOP_SENDING *we* send. A received
   // STOP_SENDING has no callback at all (ngtcp2 answers it with RESET_STREAM by itself); the
   // stream learns of it on its next write or when it closes (quic_stream::on_write_shut).
-  c.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  c.version_negotiation = version_negotiation_cb;
   return c;
 }();
 

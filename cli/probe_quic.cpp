@@ -3,6 +3,8 @@
 // probe_quic.hpp): callback trampolines, the read path, the write loop and the timer.
 #include "probe_quic.hpp"
 
+#include "packet_protection.hpp"
+
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 
@@ -246,24 +248,24 @@ struct quic_connection::callbacks {
     c.client_initial = client_initial_cb; // tls.hpp: no random generator per key
     c.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
     c.handshake_completed = handshake_completed;
-    c.encrypt = ngtcp2_crypto_encrypt_cb;
-    c.decrypt = ngtcp2_crypto_decrypt_cb;
-    c.hp_mask = ngtcp2_crypto_hp_mask_cb;
+    c.encrypt = encrypt_cb;
+    c.decrypt = decrypt_cb;
+    c.hp_mask = hp_mask_cb;
     c.recv_stream_data = recv_stream_data;
     c.acked_stream_data_offset = acked_stream_data_offset;
     c.stream_close = stream_close;
     c.recv_stateless_reset = recv_stateless_reset;
-    c.recv_retry = ngtcp2_crypto_recv_retry_cb;
+    c.recv_retry = recv_retry_cb;
     c.extend_max_local_streams_bidi = extend_max_local_streams_bidi;
     c.rand = rand;
     c.get_new_connection_id = new_connection_id;
     c.update_key = update_key_cb; // tls.hpp: HKDF without a random generator per call
     c.stream_reset = stream_reset;
     c.handshake_confirmed = handshake_confirmed;
-    c.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
-    c.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    c.delete_crypto_aead_ctx = delete_crypto_aead_ctx_cb;
+    c.delete_crypto_cipher_ctx = delete_crypto_cipher_ctx_cb;
     c.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
-    c.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    c.version_negotiation = version_negotiation_cb;
     return c;
   }();
 };
@@ -313,7 +315,7 @@ quic_connection::quic_connection(event_loop& loop, const quic_config& config,
   path.remote.addr = const_cast<sockaddr*>(config_.server.data());
   path.remote.addrlen = config_.server.size();
 
-  const int rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1,
+  const int rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path, config_.version,
                                         &callbacks::table, &settings, &params, nullptr, this);
   if (rv != 0) {
     throw std::runtime_error(std::string("ngtcp2_conn_client_new: ") + ngtcp2_strerror(rv));
@@ -477,10 +479,21 @@ void quic_connection::read_datagrams() {
 
 // --- writing -----------------------------------------------------------------------------------
 
+std::uint32_t quic_connection::negotiated_version() const noexcept {
+  return conn_ ? ngtcp2_conn_get_negotiated_version(conn_) : 0;
+}
+
 void quic_connection::flush() {
   if (closed() || !conn_ || !blocked_.empty()) return;
   if (ngtcp2_conn_in_closing_period(conn_) || ngtcp2_conn_in_draining_period(conn_)) return;
   const timestamp ts = monotonic_now();
+  // Between packets only (not while one is being built). ngtcp2 refuses while the previous
+  // update is unconfirmed: tried again on the next flush.
+  if (config_.key_update_bytes != 0 && confirmed_ && stats_.stream_bytes_sent >= next_key_update_ &&
+      ngtcp2_conn_initiate_key_update(conn_, ts) == 0) {
+    ++stats_.key_updates;
+    next_key_update_ = stats_.stream_bytes_sent + config_.key_update_bytes;
+  }
   const std::size_t packet_limit =
       std::min<std::size_t>(max_packet_size, ngtcp2_conn_get_max_tx_udp_payload_size(conn_));
   const std::size_t quantum = ngtcp2_conn_get_send_quantum(conn_);

@@ -3,6 +3,7 @@
 #include "tls.hpp"
 
 #include "alpn.hpp"
+#include "packet_protection.hpp"
 
 #include <wolfssl/options.h> // must precede every other wolfSSL header
 
@@ -230,12 +231,8 @@ bool install_secret(WOLFSSL* ssl, ngtcp2_conn* conn, ngtcp2_encryption_level lev
 
   ngtcp2_crypto_aead_ctx aead_ctx{};
   ngtcp2_crypto_cipher_ctx hp_ctx{};
-  ok = ok &&
-       (rx ? ngtcp2_crypto_aead_ctx_decrypt_init(&aead_ctx, &ctx->aead, key.data(), ivlen)
-           : ngtcp2_crypto_aead_ctx_encrypt_init(&aead_ctx, &ctx->aead, key.data(), ivlen)) == 0 &&
-       (hp_ctx.native_handle =
-            wolfSSL_quic_crypt_new(static_cast<const WOLFSSL_EVP_CIPHER*>(ctx->hp.native_handle),
-                                   hp_key.data(), nullptr, 1)) != nullptr;
+  ok = ok && aead_ctx_init(aead_ctx, ctx->aead, key.data()) &&
+       hp_ctx_init(hp_ctx, ctx->hp, hp_key.data());
   ::explicit_bzero(key.data(), key.size());
   ::explicit_bzero(hp_key.data(), hp_key.size());
   if (ok) {
@@ -273,10 +270,8 @@ bool install_secret(WOLFSSL* ssl, ngtcp2_conn* conn, ngtcp2_encryption_level lev
     }
   }
   if (ok) return true; // the connection owns the contexts now
-  if (hp_ctx.native_handle) {
-    wolfSSL_EVP_CIPHER_CTX_free(static_cast<WOLFSSL_EVP_CIPHER_CTX*>(hp_ctx.native_handle));
-  }
-  ngtcp2_crypto_aead_ctx_free(&aead_ctx);
+  hp_ctx_free(hp_ctx);
+  aead_ctx_free(aead_ctx);
   return false;
 }
 
@@ -561,8 +556,10 @@ namespace {
 // The Initial keys of |version| from the client's first Destination Connection ID |dcid|
 // installed in |conn|, as ngtcp2_crypto_derive_and_install_initial_key does (AES-128-GCM,
 // SHA-256, AES-128-CTR header protection): a server reads with the client's keys and writes
-// with its own, a client the other way round.
-bool install_initial_keys(ngtcp2_conn* conn, std::uint32_t version, const ngtcp2_cid& dcid) {
+// with its own, a client the other way round. |vneg|: the keys of the version that compatible
+// version negotiation (RFC 9368) moves to, next to those of the client's first version.
+bool install_initial_keys(ngtcp2_conn* conn, std::uint32_t version, const ngtcp2_cid& dcid,
+                          bool vneg = false) {
   const bool v2 = version == NGTCP2_PROTO_VER_V2;
   // ngtcp2_crypto_ctx_initial of ngtcp2_crypto_wolfssl: the Initial packets' algorithms.
   ngtcp2_crypto_ctx ctx{};
@@ -571,7 +568,7 @@ bool install_initial_keys(ngtcp2_conn* conn, std::uint32_t version, const ngtcp2
   ctx.aead.max_overhead = wolfSSL_quic_get_aead_tag_len(gcm);
   ctx.md.native_handle = const_cast<WOLFSSL_EVP_MD*>(wolfSSL_EVP_sha256());
   ctx.hp.native_handle = const_cast<WOLFSSL_EVP_CIPHER*>(wolfSSL_EVP_aes_128_ctr());
-  ngtcp2_conn_set_initial_crypto_ctx(conn, &ctx);
+  if (!vneg) ngtcp2_conn_set_initial_crypto_ctx(conn, &ctx);
 
   std::array<std::uint8_t, 32> client{}, server{};
   struct keys {
@@ -592,39 +589,35 @@ bool install_initial_keys(ngtcp2_conn* conn, std::uint32_t version, const ngtcp2
   ngtcp2_crypto_cipher_ctx rx_hp{}, tx_hp{};
   // A client checks the integrity tag of a Retry (RFC 9001 §5.8) with a fixed key, until it
   // has followed one.
-  ngtcp2_crypto_aead retry_aead{};
-  if (!server_side && !ngtcp2_conn_after_retry(conn)) {
-    retry_aead = ctx.aead; // AES-128-GCM, as the Initial packets
+  if (!vneg && !server_side && !ngtcp2_conn_after_retry(conn)) {
     const std::string_view retry_key = v2 ? NGTCP2_RETRY_KEY_V2 : NGTCP2_RETRY_KEY_V1;
-    const std::size_t nonce_len =
-        (v2 ? sizeof(NGTCP2_RETRY_NONCE_V2) : sizeof(NGTCP2_RETRY_NONCE_V1)) - 1;
-    if (ngtcp2_crypto_aead_ctx_encrypt_init(&retry_aead_ctx, &retry_aead,
-                                            reinterpret_cast<const std::uint8_t*>(retry_key.data()),
-                                            nonce_len) != 0) {
+    if (!aead_ctx_init(retry_aead_ctx, ctx.aead,
+                       reinterpret_cast<const std::uint8_t*>(retry_key.data()))) {
       return false;
     }
   }
-  const auto hp_ctx = [&ctx](ngtcp2_crypto_cipher_ctx& c, const std::array<std::uint8_t, 16>& key) {
-    c.native_handle = wolfSSL_quic_crypt_new(
-        static_cast<const WOLFSSL_EVP_CIPHER*>(ctx.hp.native_handle), key.data(), nullptr, 1);
-    return c.native_handle != nullptr;
-  };
-  if (ngtcp2_crypto_aead_ctx_decrypt_init(&rx_aead, &ctx.aead, rx.key.data(), rx.iv.size()) == 0 &&
-      hp_ctx(rx_hp, rx.hp) &&
-      ngtcp2_crypto_aead_ctx_encrypt_init(&tx_aead, &ctx.aead, tx.key.data(), tx.iv.size()) == 0 &&
-      hp_ctx(tx_hp, tx.hp) &&
-      ngtcp2_conn_install_initial_key(conn, &rx_aead, rx.iv.data(), &rx_hp, &tx_aead, tx.iv.data(),
-                                      &tx_hp, rx.iv.size()) == 0) {
-    if (retry_aead_ctx.native_handle)
+  bool ok =
+      aead_ctx_init(rx_aead, ctx.aead, rx.key.data()) && hp_ctx_init(rx_hp, ctx.hp, rx.hp.data()) &&
+      aead_ctx_init(tx_aead, ctx.aead, tx.key.data()) && hp_ctx_init(tx_hp, ctx.hp, tx.hp.data());
+  if (ok && vneg) {
+    ok = ngtcp2_conn_install_vneg_initial_key(conn, version, &rx_aead, rx.iv.data(), &rx_hp,
+                                              &tx_aead, tx.iv.data(), &tx_hp, rx.iv.size()) == 0;
+  } else if (ok) {
+    ok = ngtcp2_conn_install_initial_key(conn, &rx_aead, rx.iv.data(), &rx_hp, &tx_aead,
+                                         tx.iv.data(), &tx_hp, rx.iv.size()) == 0;
+  }
+  if (ok) {
+    if (retry_aead_ctx.native_handle) {
+      ngtcp2_crypto_aead retry_aead = ctx.aead; // AES-128-GCM, as the Initial packets
       ngtcp2_conn_set_retry_aead(conn, &retry_aead, &retry_aead_ctx);
+    }
     return true; // the connection owns the contexts now
   }
-  ngtcp2_crypto_aead_ctx_free(&retry_aead_ctx);
-  ngtcp2_crypto_aead_ctx_free(&rx_aead);
-  ngtcp2_crypto_aead_ctx_free(&tx_aead);
-  for (auto* c : {&rx_hp, &tx_hp})
-    if (c->native_handle)
-      wolfSSL_EVP_CIPHER_CTX_free(static_cast<WOLFSSL_EVP_CIPHER_CTX*>(c->native_handle));
+  aead_ctx_free(retry_aead_ctx);
+  aead_ctx_free(rx_aead);
+  aead_ctx_free(tx_aead);
+  hp_ctx_free(rx_hp);
+  hp_ctx_free(tx_hp);
   return false;
 }
 
@@ -634,6 +627,18 @@ int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void*) {
   return install_initial_keys(conn, ngtcp2_conn_get_client_chosen_version(conn), *dcid)
              ? 0
              : NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+int recv_retry_cb(ngtcp2_conn* conn, const ngtcp2_pkt_hd* hd, void*) {
+  // RFC 9001 §5.2: after a Retry, the Initial keys come from the server's new connection ID.
+  return install_initial_keys(conn, ngtcp2_conn_get_client_chosen_version(conn), hd->scid)
+             ? 0
+             : NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+int version_negotiation_cb(ngtcp2_conn* conn, std::uint32_t version, const ngtcp2_cid* client_dcid,
+                           void*) {
+  return install_initial_keys(conn, version, *client_dcid, true) ? 0 : NGTCP2_ERR_CALLBACK_FAILURE;
 }
 
 int client_initial_cb(ngtcp2_conn* conn, void*) {
@@ -681,14 +686,15 @@ int update_key_cb(ngtcp2_conn* conn, std::uint8_t* rx_secret, std::uint8_t* tx_s
       !derive(tx_secret, current_tx_secret, tx_key.data(), tx_iv)) {
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
-  if (ngtcp2_crypto_aead_ctx_decrypt_init(rx_aead_ctx, &ctx->aead, rx_key.data(), ivlen) != 0) {
+  const bool ok = aead_ctx_init(*rx_aead_ctx, ctx->aead, rx_key.data());
+  if (!ok || !aead_ctx_init(*tx_aead_ctx, ctx->aead, tx_key.data())) {
+    if (ok) aead_ctx_free(*rx_aead_ctx);
+    ::explicit_bzero(rx_key.data(), rx_key.size());
+    ::explicit_bzero(tx_key.data(), tx_key.size());
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
-  if (ngtcp2_crypto_aead_ctx_encrypt_init(tx_aead_ctx, &ctx->aead, tx_key.data(), ivlen) != 0) {
-    ngtcp2_crypto_aead_ctx_free(rx_aead_ctx);
-    rx_aead_ctx->native_handle = nullptr;
-    return NGTCP2_ERR_CALLBACK_FAILURE;
-  }
+  ::explicit_bzero(rx_key.data(), rx_key.size());
+  ::explicit_bzero(tx_key.data(), tx_key.size());
   return 0;
 }
 

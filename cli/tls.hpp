@@ -22,6 +22,7 @@ struct WOLFSSL;
 struct ngtcp2_crypto_conn_ref;
 struct ngtcp2_conn;
 struct ngtcp2_cid;
+struct ngtcp2_pkt_hd;
 struct ngtcp2_crypto_aead_ctx;
 
 namespace detour::cli {
@@ -203,6 +204,16 @@ bool derive_initial_secrets(std::uint32_t version, std::span<const std::uint8_t>
 /// header protection), with derive_initial_secrets and hkdf_expand_label instead of wolfSSL's
 /// EVP HKDF (see update_key_cb).
 int recv_client_initial_cb(ngtcp2_conn* conn, const ngtcp2_cid* dcid, void* user_data);
+
+/// ngtcp2's `recv_retry` callback for a client: the Initial keys again, from the Retry's
+/// Source Connection ID (ngtcp2_crypto_recv_retry_cb with packet_protection.hpp's contexts).
+int recv_retry_cb(ngtcp2_conn* conn, const ngtcp2_pkt_hd* hd, void* user_data);
+
+/// ngtcp2's `version_negotiation` callback: the Initial keys of the version compatible version
+/// negotiation chose (ngtcp2_crypto_version_negotiation_cb with packet_protection.hpp's
+/// contexts).
+int version_negotiation_cb(ngtcp2_conn* conn, std::uint32_t version, const ngtcp2_cid* client_dcid,
+                           void* user_data);
 
 /// ngtcp2's `client_initial` callback for a client: ngtcp2_crypto_client_initial_cb (the Initial
 /// keys, the transport parameters handed to TLS, the ClientHello) with the Initial keys derived
