@@ -45,6 +45,12 @@ struct quic_config {
   /// fill the peer's stream window (1.25 MB in g3proxy's counterpart) with a little to spare.
   std::uint64_t stream_send_budget = 2 * 1024 * 1024;
   udp_options udp;
+  /// The QUIC version of the first Initial: v1 as g3proxy, or NGTCP2_PROTO_VER_V2 (RFC 9369)
+  /// to check a server's QUIC v2.
+  std::uint32_t version = 0x00000001;
+  /// Start a 1-RTT key update (RFC 9001 §6) each time this many more stream bytes have been
+  /// sent, to check a server's; 0: never (quinn updates only near the AEAD usage limits).
+  std::uint64_t key_update_bytes = 0;
 };
 
 /// How a connection ended.
@@ -120,6 +126,7 @@ struct connection_stats {
   std::uint64_t stream_bytes_received = 0;
   std::uint64_t packets_sent = 0;
   std::uint64_t packets_received = 0;
+  std::uint64_t key_updates = 0; ///< key updates this client started (quic_config)
 };
 
 /// One client connection. Create it, call connect(), then drive it from the event loop; every
@@ -147,6 +154,8 @@ public:
   bool closed() const noexcept { return close_.closed(); }
   const close_info& close_state() const noexcept { return close_; }
   const connection_stats& stats() const noexcept { return stats_; }
+  /// The QUIC version in use (0 before the handshake has settled it).
+  std::uint32_t negotiated_version() const noexcept;
   /// After the handshake: whether the TLS session was resumed from an earlier ticket.
   bool resumed() const noexcept;
   std::string alpn() const;
@@ -233,6 +242,7 @@ private:
   ngtcp2_conn* conn_ = nullptr;
   bool handshake_done_ = false;
   bool confirmed_ = false;
+  std::uint64_t next_key_update_ = 0; // stream bytes sent at which to start one
   close_info close_;
   connection_stats stats_;
   std::unordered_map<std::int64_t, std::unique_ptr<stream>> streams_;

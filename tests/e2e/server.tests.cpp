@@ -8,6 +8,8 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 
+#include <ngtcp2/ngtcp2.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -61,7 +63,7 @@ TEST_CASE("serve issues session tickets so the next connection resumes", "[e2e][
   CHECK(srv.wait_for_line({"conn.open", "resumed=true"}));
 }
 
-TEST_CASE("serve speaks each TLS 1.3 cipher suite, on full and resumed connections",
+TEST_CASE("serve speaks each TLS 1.3 cipher suite on full and resumed connections",
           "[e2e][tls][resume]") {
   // Each suite has its own key sizes and hash (SHA-384 for AES-256-GCM: 48-byte secrets), and
   // the server derives every key of the handshake and of 1-RTT itself.
@@ -78,6 +80,38 @@ TEST_CASE("serve speaks each TLS 1.3 cipher suite, on full and resumed connectio
   CHECK(srv.wait_for_line({"conn.open", "resumed=true", "cipher=" + suite}));
   CHECK(srv.find_lines({"conn.open", "cipher=" + suite}).size() ==
         srv.find_lines({"conn.open"}).size());
+}
+
+TEST_CASE("serve follows the client's key updates in QUIC v1 and v2 without losing a byte",
+          "[e2e][tls][quic]") {
+  // RFC 9001 §6: each update moves both sides to keys derived from the previous secret; QUIC v2
+  // (RFC 9369) derives every key under its own labels.
+  const std::uint32_t version =
+      GENERATE(as<std::uint32_t>{}, NGTCP2_PROTO_VER_V1, NGTCP2_PROTO_VER_V2);
+  INFO("version " << version);
+  server_process srv;
+  g3_client client(srv, trusting(srv), std::nullopt, 1, 1000);
+  client.config.quic.version = version;
+  client.config.quic.key_update_bytes = 64 * 1024;
+  client.target(srv.address());
+  auto& c = client.pool->dial();
+  REQUIRE(client.pool->wait_established(c, cli::monotonic_now() + 10 * second));
+  // ngtcp2 starts an update only three PTOs after the previous one was confirmed: tasks one
+  // after another on the same connection until three updates have happened.
+  std::uint64_t n = 0;
+  while (c.quic->stats().key_updates < 3 && n < 500) {
+    cli::probe::task_result result;
+    bool done = false;
+    client.pool->submit_on(c, plan(n++, 256 * 1024), [&](const cli::probe::task_result& r) {
+      result = r;
+      done = true;
+    });
+    REQUIRE(client.pool->run_until([&] { return done; }, cli::monotonic_now() + 30 * second));
+    REQUIRE(all_ok({result}));
+  }
+  CHECK(c.quic->stats().key_updates >= 3);
+  CHECK(c.quic->negotiated_version() == version);
+  CHECK(c.quic->established());
 }
 
 TEST_CASE("serve names the client certificate of a resumed connection under mutual TLS",
