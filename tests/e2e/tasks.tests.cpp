@@ -209,6 +209,26 @@ TEST_CASE("serve raises MAX_STREAMS as streams close, so one connection serves a
   CHECK(srv.find_lines({"task.end", "how=finished"}).size() == 100);
 }
 
+TEST_CASE("serve frees an idle connection's task memory and serves its next tasks as before",
+          "[e2e][pool][memory]") {
+  // One connection, tasks in separate bursts: between bursts it is idle (every stream closed),
+  // so the server frees its stream slots and pairing table, and the next burst needs them anew.
+  server_process srv({"--log-level", "debug"});
+  g3_client client(srv, trusting(srv), std::nullopt, 1, 16);
+  // The client's loop runs meanwhile: the server's streams close once their last bytes and
+  // FINs are acknowledged.
+  const auto idle_after = [&](std::string tasks) {
+    return wait(client, [&] { return !srv.find_lines({"conn.idle", "tasks=" + tasks}).empty(); });
+  };
+  require_all_ok(client.run({plan(0, 4096)}));
+  REQUIRE(idle_after("1"));
+  require_all_ok(client.run({plan(1, 4096), plan(2, 8192)}));
+  REQUIRE(idle_after("3"));
+  require_all_ok(client.run({plan(3, 65536)}));
+  CHECK(client.pool->stats().handshakes == 1); // the same connection all along
+  CHECK(srv.find_lines({"task.end", "how=finished"}).size() == 4);
+}
+
 TEST_CASE("serve echoes 64 MiB each way on one task, every byte checked", "[e2e][large]") {
   server_process srv;
   g3_client client(srv);
