@@ -70,6 +70,15 @@ void on_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {
   fill_random({dest, len}); // aborts if the kernel cannot give randomness
 }
 
+// The TLS session is freed once the handshake is complete (connection::release_tls): a QUIC
+// client has nothing more to say in TLS then (RFC 9001 §4.4 forbids post-handshake client
+// authentication, §6 the TLS KeyUpdate), so CRYPTO data after that is a protocol violation.
+int on_recv_crypto_data(ngtcp2_conn* conn, ngtcp2_encryption_level level, std::uint64_t offset,
+                        const std::uint8_t* data, std::size_t len, void* ud) {
+  if (!ngtcp2_conn_get_tls_native_handle(conn)) return NGTCP2_ERR_PROTO;
+  return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data, len, ud);
+}
+
 ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref) {
   return static_cast<connection*>(ref->user_data)->native();
 }
@@ -77,7 +86,7 @@ ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref) {
 constexpr ngtcp2_callbacks callbacks = [] {
   ngtcp2_callbacks c{};
   c.recv_client_initial = recv_client_initial_cb; // tls.hpp: no random generator per key
-  c.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  c.recv_crypto_data = on_recv_crypto_data;
   c.handshake_completed = on_handshake_completed;
   c.encrypt = encrypt_cb;
   c.decrypt = decrypt_cb;
@@ -220,7 +229,16 @@ void connection::on_packet(const received_datagram& d, std::span<const std::uint
     handle_liberror(rv);
     return;
   }
+  if (phase_ == phase::established && tls_) release_tls();
   work_.schedule();
+}
+
+void connection::release_tls() {
+  // What the connection needs from the handshake (keys, ALPN, the client's identity, the
+  // session ticket, already handed to ngtcp2) was taken when it completed: the WOLFSSL object
+  // and its buffers (about 10 KiB) would only sit there for the connection's life.
+  ngtcp2_conn_set_tls_native_handle(conn_, nullptr);
+  tls_.reset();
 }
 
 void connection::handle_liberror(int rv) {
@@ -243,7 +261,9 @@ void connection::handle_liberror(int rv) {
     if (auto* f = server_.config().features) f->handshake_failed("tls");
     server_.log().info(
         "conn.handshake_failed",
-        {{"conn", log_id_}, {"peer", remote_.to_string()}, {"reason", tls_->failure_reason()}});
+        {{"conn", log_id_},
+         {"peer", remote_.to_string()},
+         {"reason", tls_ ? tls_->failure_reason() : std::string("after the handshake")}});
     break;
   default:
     ngtcp2_ccerr_set_liberr(&last_error_, rv, nullptr, 0);

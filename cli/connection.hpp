@@ -104,12 +104,13 @@ private:
   void send_close_again();
   void log_close(std::string_view how);
   void drop_streams(std::string_view reason, timestamp now);
+  void release_tls(); // after the handshake: frees the TLS session
 
   server& server_;
   endpoint* ep_;
   ngtcp2_conn* conn_ = nullptr;
   ngtcp2_crypto_conn_ref conn_ref_{};
-  std::unique_ptr<tls_session> tls_;
+  std::unique_ptr<tls_session> tls_; // the handshake's; freed when it is complete
   socket_address local_;
   socket_address remote_;
   std::string log_id_;

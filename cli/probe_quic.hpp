@@ -164,6 +164,8 @@ public:
   std::uint64_t streams_left() const noexcept;
   /// The local UDP address of this connection.
   const socket_address& local_address() const noexcept { return socket_.local_address(); }
+  /// The ngtcp2 connection, for tests that make the client send what g3proxy never sends.
+  ngtcp2_conn* native() const noexcept { return conn_; }
 
   // --- streams ---------------------------------------------------------------------------------
   /// Opens a bidirectional stream (invisible to the server until something is sent on it).

@@ -251,6 +251,18 @@ struct task_set::impl {
     (void)drivers->decide(sid, a, now);
   }
 
+  // A connection with nothing running gives back what its tasks needed (the library's slots
+  // and pairing table, our maps' buckets): thousands of idle pooled connections then cost no
+  // more than new ones. The next task allocates them again, once per busy period.
+  void maybe_trim() {
+    if (!streams.empty() || !tasks.empty() || !drivers->trim()) return;
+    decltype(streams)().swap(streams);
+    decltype(tasks)().swap(tasks);
+    decltype(by_north)().swap(by_north);
+    decltype(ready)().swap(ready);
+    ctx.log.debug("conn.idle", {{"conn", ctx.conn_id}, {"tasks", counters.tasks}});
+  }
+
   void step_entry(stream_entry& e, timestamp now) {
     if (!e.sid) return;
     if (drivers->step(*e.sid, now) == stream_status::decision && !e.owner) answer(e, now);
@@ -346,6 +358,7 @@ void task_set::on_closed(quic_stream& s, timestamp now) {
     e->owner = nullptr;
   }
   m.streams.erase(s.id());
+  m.maybe_trim();
 }
 
 std::optional<timestamp> task_set::next_deadline() const {
@@ -365,6 +378,7 @@ void task_set::on_deadline(timestamp now) {
   std::vector<impl::task*> waiting;
   for (auto& [t, owned] : m.tasks) waiting.push_back(t);
   for (impl::task* t : waiting) m.maybe_log(*t, now);
+  m.maybe_trim();
 }
 
 void task_set::refuse_new() noexcept {

@@ -105,9 +105,12 @@ struct pairing_entry_state {
 /// south stream comes; an empty south stream finished at once carries no match id and never
 /// enters the table). A south stream first is tolerated.
 ///
-/// Costs: all storage is reserved in the constructor (capacity entries plus an index of twice
-/// that many 4-byte slots); no operation allocates. Lookups hash the match id into the index
-/// with linear probing: O(1) expected, never more than `capacity` probes.
+/// Costs: the storage (capacity entries plus an index of twice that many 4-byte slots, about
+/// 48 bytes per entry with 4-byte handles) is allocated whole by the first `add()` that needs
+/// an entry, or by `reserve()`, and kept until `release_storage()` while the table is empty. A
+/// server that holds many idle connections (g3proxy keeps a pool of them) pays nothing for a
+/// table no task uses. Nothing else allocates. Lookups hash the match id into the index with
+/// linear probing: O(1) expected, never more than `capacity` probes.
 ///
 /// Time: deadlines are `now + timeout` with one timeout for the table, so they expire in the
 /// order they were set. A `now` smaller than one seen before is treated as that earlier value,
@@ -125,14 +128,37 @@ public:
   /// @param timeout how long a half waits for its partner before `pop_expired` returns it. A
   ///   south stream follows "continue" within a round trip; g3proxy itself gives up opening a
   ///   stream after 30 s (`stream_open_timeout`), so a few seconds to 30 s is sensible.
+  ///   No storage is allocated yet (see `reserve()`).
   pairing_table(std::size_t capacity, duration timeout)
-      : timeout_(timeout), entries_(clamp_capacity(capacity)),
-        slots_(std::bit_ceil(clamp_capacity(capacity) * 2), empty_slot),
-        mask_(static_cast<std::uint32_t>(slots_.size() - 1)),
-        shift_(32 - static_cast<unsigned>(std::countr_zero(slots_.size()))) {
+      : timeout_(timeout), capacity_(clamp_capacity(capacity)) {}
+
+  /// Allocates the storage now (if it is not there yet), so that later calls never allocate.
+  /// Throws `std::bad_alloc` like any allocation; `add()` calls it for its first entry.
+  void reserve() {
+    if (!entries_.empty()) return;
+    entries_.resize(capacity_);
+    slots_.assign(std::bit_ceil(capacity_ * 2), empty_slot);
+    mask_ = static_cast<std::uint32_t>(slots_.size() - 1);
+    shift_ = 32 - static_cast<unsigned>(std::countr_zero(slots_.size()));
     const auto count = static_cast<std::uint32_t>(entries_.size());
     for (std::uint32_t i = 0; i < count; ++i) entries_[i].next = i + 1 < count ? i + 1 : none;
     free_ = 0;
+  }
+
+  /// Frees the storage when the table is empty (a connection with no task running); the next
+  /// `add()` allocates it again. Returns whether the table is now without storage.
+  bool release_storage() noexcept {
+    if (size_ != 0) return false;
+    std::vector<entry>().swap(entries_);
+    std::vector<std::uint32_t>().swap(slots_);
+    free_ = head_ = tail_ = none;
+    return true;
+  }
+
+  /// Bytes of storage the table holds now: 0 before the first entry and after
+  /// `release_storage()`.
+  std::size_t storage_bytes() const noexcept {
+    return entries_.capacity() * sizeof(entry) + slots_.capacity() * sizeof(std::uint32_t);
   }
 
   /// Offers a stream that just announced `match_id` as the given side.
@@ -157,10 +183,11 @@ public:
       r.partner = e.half(partner_of(side));
       return r;
     }
-    if (size_ == entries_.size()) {
+    if (size_ == capacity_) {
       r.error = errc::pairing_full;
       return r;
     }
+    reserve();
     const std::uint32_t index = free_;
     entry& e = entries_[index];
     free_ = e.next;
@@ -232,7 +259,7 @@ public:
   /// Match ids in the table (waiting, paired, or with one half left).
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
-  std::size_t capacity() const noexcept { return entries_.size(); }
+  std::size_t capacity() const noexcept { return capacity_; }
   /// Halves waiting for their partner.
   std::size_t waiting() const noexcept { return waiting_; }
   duration timeout() const { return timeout_; }
@@ -272,6 +299,7 @@ private:
     return static_cast<std::uint32_t>((std::uint32_t{id} * 2654435769u) >> shift_) & mask_;
   }
   std::uint32_t find_slot(std::uint16_t id) const noexcept {
+    if (slots_.empty()) return not_found; // no storage yet: no entry
     for (std::uint32_t i = home(id);; i = (i + 1) & mask_) {
       const std::uint32_t index = slots_[i];
       if (index == empty_slot) return not_found;
@@ -326,10 +354,11 @@ private:
   }
 
   duration timeout_;
-  std::vector<entry> entries_;
-  std::vector<std::uint32_t> slots_;
-  std::uint32_t mask_;
-  unsigned shift_;
+  std::size_t capacity_;
+  std::vector<entry> entries_;       // empty until the first entry (see reserve())
+  std::vector<std::uint32_t> slots_; // the same
+  std::uint32_t mask_ = 0;
+  unsigned shift_ = 0;
   std::uint32_t free_ = none;
   std::uint32_t head_ = none;
   std::uint32_t tail_ = none;

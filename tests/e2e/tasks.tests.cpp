@@ -6,8 +6,11 @@
 #include "client.hpp"
 #include "results.hpp"
 
+#include <ngtcp2/ngtcp2.h>
+
 #include <catch2/catch_test_macros.hpp>
 
+#include <array>
 #include <csignal>
 
 using namespace detour;
@@ -207,6 +210,51 @@ TEST_CASE("serve raises MAX_STREAMS as streams close, so one connection serves a
   for (std::uint64_t i = 0; i < 100; ++i) plans.push_back(plan(i, 4096));
   require_all_ok(client.run(plans, 60 * second));
   CHECK(srv.find_lines({"task.end", "how=finished"}).size() == 100);
+}
+
+TEST_CASE("serve frees an idle connection's task memory and serves its next tasks as before",
+          "[e2e][pool][memory]") {
+  // One connection, tasks in separate bursts: between bursts it is idle (every stream closed),
+  // so the server frees its stream slots and pairing table, and the next burst needs them anew.
+  server_process srv({"--log-level", "debug"});
+  g3_client client(srv, trusting(srv), std::nullopt, 1, 16);
+  // The client's loop runs meanwhile: the server's streams close once their last bytes and
+  // FINs are acknowledged.
+  const auto idle_after = [&](std::string tasks) {
+    return wait(client, [&] { return !srv.find_lines({"conn.idle", "tasks=" + tasks}).empty(); });
+  };
+  require_all_ok(client.run({plan(0, 4096)}));
+  REQUIRE(idle_after("1"));
+  require_all_ok(client.run({plan(1, 4096), plan(2, 8192)}));
+  REQUIRE(idle_after("3"));
+  require_all_ok(client.run({plan(3, 65536)}));
+  CHECK(client.pool->stats().handshakes == 1); // the same connection all along
+  CHECK(srv.find_lines({"task.end", "how=finished"}).size() == 4);
+}
+
+TEST_CASE("serve frees the TLS session after the handshake and refuses TLS data after it",
+          "[e2e][tls][memory]") {
+  // The server keeps nothing of TLS once the handshake is complete: tasks and a resumed session
+  // still work, and a TLS message after the handshake (a KeyUpdate, which RFC 9001 §6 forbids)
+  // closes the connection with PROTOCOL_VIOLATION instead of reaching a TLS session.
+  server_process srv;
+  g3_client client(srv, trusting(srv), std::nullopt, 1, 16);
+  require_all_ok(client.run({plan(0), plan(1)}));
+  auto& conn = dial(client); // resumes with the ticket of the first connection's session
+  REQUIRE(wait(client, [&] { return conn.quic->confirmed(); }));
+  CHECK(conn.quic->resumed());
+  CHECK(srv.wait_for_line({"conn.open", "resumed=true"}));
+  const std::array<std::uint8_t, 5> key_update{0x18, 0x00, 0x00, 0x01, 0x00};
+  REQUIRE(ngtcp2_conn_submit_crypto_data(conn.quic->native(), NGTCP2_ENCRYPTION_LEVEL_1RTT,
+                                         key_update.data(), key_update.size()) == 0);
+  const auto id = conn.quic->open_stream(nullptr);
+  REQUIRE(conn.quic->write_some(id, bytes_of("x")) == 1); // something to send: the CRYPTO frame too
+  REQUIRE(wait(client, [&] { return conn.quic->closed(); }));
+  const auto& why = conn.quic->close_state();
+  INFO(cli::probe::describe(why));
+  CHECK(why.by == cli::probe::close_info::cause::peer);
+  CHECK_FALSE(why.application);
+  CHECK(why.code == NGTCP2_PROTOCOL_VIOLATION);
 }
 
 TEST_CASE("serve echoes 64 MiB each way on one task, every byte checked", "[e2e][large]") {

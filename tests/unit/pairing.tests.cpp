@@ -191,6 +191,40 @@ TEST_CASE("pairing_table refuses a stream beyond its capacity with pairing_full"
   CHECK(pairing_table<int>(1'000'000, 1).capacity() == detour::max_pairing_capacity);
 }
 
+TEST_CASE("pairing_table allocates its storage for the first entry and frees it when empty",
+          "[pairing][capacity][memory]") {
+  table t(64, 100);
+  CHECK(t.storage_bytes() == 0);
+  CHECK(t.capacity() == 64);
+  CHECK_FALSE(t.find(3));
+  CHECK_FALSE(t.remove(north, 3).found);
+  CHECK_FALSE(t.pop_expired(0));
+  REQUIRE(t.add(north, 3, 30, 0).status == pairing_status::waiting);
+  const auto full = t.storage_bytes();
+  CHECK(full >= 64 * sizeof(std::uint32_t) * 2); // the index alone: two slots per entry
+  CHECK_FALSE(t.release_storage());              // not empty: nothing changes
+  CHECK(t.storage_bytes() == full);
+  CHECK(t.add(south, 3, 31, 1).status == pairing_status::paired);
+  REQUIRE(t.remove(north, 3).found);
+  REQUIRE(t.remove(south, 3).found);
+  CHECK(t.release_storage());
+  CHECK(t.storage_bytes() == 0);
+  // Used again after that, it behaves as new: capacity, expiry, pairing.
+  for (std::uint16_t id = 0; id < 64; ++id)
+    REQUIRE(t.add(north, id, id, 200).status == pairing_status::waiting);
+  CHECK(t.add(north, 64, 64, 200).error == errc::pairing_full);
+  CHECK(t.storage_bytes() == full);
+  CHECK(t.next_expiry() == std::optional<std::uint64_t>(300));
+  CHECK(t.add(south, 63, 163, 201).partner == std::optional<int>(63));
+  const auto e = t.pop_expired(300);
+  REQUIRE(e);
+  CHECK(e->match_id == 0);
+  table reserved(8, 100);
+  reserved.reserve();
+  CHECK(reserved.storage_bytes() > 0);
+  CHECK(reserved.empty());
+}
+
 TEST_CASE("pairing_table serves match ids that wrap at 65536 over a connection's life",
           "[pairing][wrap]") {
   // 70000 tasks, each paired and finished before the next: task k carries k & 0xFFFF.

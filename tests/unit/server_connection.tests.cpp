@@ -396,6 +396,82 @@ TEST_CASE("server_connection keeps a north request alive while its south stream 
   CHECK(conn.pairing().empty());
 }
 
+TEST_CASE("server_connection holds no storage until a task needs it, gives it back when idle, "
+          "and serves the next task after that",
+          "[server_connection][memory]") {
+  conn_type conn(100);
+  CHECK(conn.storage_bytes() == 0); // a new (idle) connection: no slots, no pairing table
+  CHECK(conn.pairing().capacity() == 128);
+  // One whole task: both streams echo, both end normally, both are released.
+  const auto run_task = [&](std::uint16_t match_id, std::uint64_t now) {
+    hand_stream north, south;
+    north.send(detour::test::north_bytes(task_spec{.match_id = match_id}));
+    const auto n = conn.open(north.server(), now);
+    REQUIRE(n);
+    REQUIRE(conn.step(*n, now) == stream_status::decision);
+    REQUIRE(conn.decide(*n, action::proceed, now) == stream_status::active);
+    CHECK(conn.pairing().storage_bytes() > 0);
+    south.send(detour::test::south_bytes(match_id));
+    const auto s = conn.open(south.server(), now);
+    REQUIRE(s);
+    REQUIRE(conn.step(*s, now) == stream_status::active);
+    REQUIRE(conn.partner(*n) == s);
+    CHECK_FALSE(conn.trim()); // streams are open: nothing changes
+    CHECK(conn.storage_bytes() > 0);
+    north.send(text("a1 login"));
+    south.send(text("* ok ready"));
+    (void)conn.step(*n, now);
+    (void)conn.step(*s, now);
+    const auto up = north.received();
+    REQUIRE(up.size() == 4 + 8); // the answer, then the echo
+    CHECK(up[0] == 0);
+    CHECK(up[1] == match_id);
+    CHECK(std::vector<std::uint8_t>(up.begin() + 4, up.end()) == text("a1 login"));
+    CHECK(south.received() == text("* ok ready"));
+    north.client().close_write();
+    south.client().close_write();
+    REQUIRE(conn.step(*n, now + 1) == stream_status::done);
+    REQUIRE(conn.step(*s, now + 1) == stream_status::done);
+    conn.release(*n);
+    conn.release(*s);
+    CHECK(conn.open_streams() == 0);
+    CHECK(conn.pairing().empty());
+  };
+  run_task(0, 0);
+  CHECK(conn.trim());
+  CHECK(conn.storage_bytes() == 0);
+  CHECK(conn.pairing().storage_bytes() == 0);
+  CHECK_FALSE(conn.next_expiry());
+  // The connection was idle and trimmed; its next tasks allocate again and work as before.
+  run_task(1, 10);
+  run_task(2, 20);
+  CHECK(conn.trim());
+  CHECK(conn.storage_bytes() == 0);
+}
+
+TEST_CASE("server_connection does not trim while an ended north stream waits for its south",
+          "[server_connection][memory]") {
+  conn_type conn(100);
+  hand_stream north, south;
+  north.send(detour::test::north_bytes(task_spec{.match_id = 9}));
+  const auto n = conn.open(north.server(), 0);
+  REQUIRE(conn.step(*n, 0) == stream_status::decision);
+  REQUIRE(conn.decide(*n, action::proceed, 0) == stream_status::active);
+  (void)north.received();
+  north.client().close_write();
+  REQUIRE(conn.step(*n, 1) == stream_status::done);
+  conn.release(*n); // QUIC closed it, but the task stays in the table for its south
+  CHECK_FALSE(conn.trim());
+  south.send(detour::test::south_bytes(9));
+  const auto s = conn.open(south.server(), 2);
+  CHECK(conn.step(*s, 2) == stream_status::active);
+  CHECK(conn.stream(*s).task()->request.match_id == 9);
+  south.client().close_write();
+  REQUIRE(conn.step(*s, 3) == stream_status::done);
+  conn.release(*s);
+  CHECK(conn.trim());
+}
+
 TEST_CASE("server_connection refuses streams beyond max_streams", "[server_connection]") {
   detour::io::server_options<std::uint64_t> options;
   options.max_streams = 2;

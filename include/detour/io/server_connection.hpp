@@ -62,8 +62,10 @@ struct server_options {
 /// partner alone.
 ///
 /// Memory: up to `max_streams` slots, each created on first use and kept (the session's storage
-/// grows to the largest request seen); the pairing table is reserved at construction. After
-/// warm-up nothing allocates.
+/// grows to the largest request seen); the pairing table's storage is allocated by the first
+/// task answered "continue" (or the first south hello). A new object holds no storage at all,
+/// which matters to a server holding thousands of idle connections; `trim()` returns to that
+/// state when no stream is open. Between `trim()` calls, nothing allocates after warm-up.
 template <duplex_stream Stream, pairing_time_point TimePoint = std::uint64_t,
           class Inspector = pass_through>
 requires inspector<Inspector, task_request>
@@ -78,10 +80,7 @@ public:
   server_connection(duration pair_timeout, const server_options<duration>& options = {},
                     Inspector prototype = Inspector{})
       : options_(options), prototype_(std::move(prototype)),
-        table_(options.max_streams, pair_timeout) {
-    slots_.reserve(options_.max_streams);
-    free_.reserve(options_.max_streams);
-  }
+        table_(options.max_streams, pair_timeout) {}
 
   server_connection(const server_connection&) = delete;
   server_connection& operator=(const server_connection&) = delete;
@@ -166,6 +165,25 @@ public:
     s.driver.detach();
     s.released = true;
     maybe_free(id);
+  }
+
+  /// Frees every slot and the pairing table's storage when no stream is open (every stream
+  /// was released and no ended north stream waits for its south): the connection then costs
+  /// what a new one costs, and its next streams allocate again. Call it when a connection goes
+  /// idle. Returns whether it freed (false, and nothing changes, while a stream is open).
+  bool trim() noexcept {
+    if (open_ != 0) return false;
+    std::vector<std::unique_ptr<slot>>().swap(slots_);
+    std::vector<stream_id>().swap(free_);
+    head_ = tail_ = none;
+    return table_.release_storage();
+  }
+
+  /// Bytes held for slots and the pairing table (not the slots' own buffers): 0 for a new or
+  /// trimmed connection.
+  std::size_t storage_bytes() const noexcept {
+    return slots_.capacity() * sizeof(slots_[0]) + slots_.size() * sizeof(slot) +
+           free_.capacity() * sizeof(stream_id) + table_.storage_bytes();
   }
 
   /// When `expire()` should run next: the earliest header or pairing deadline; empty if none.
