@@ -70,12 +70,19 @@ void on_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {
   fill_random({dest, len}); // aborts if the kernel cannot give randomness
 }
 
+// TLS alert unexpected_message (RFC 8446 §6).
+constexpr std::uint8_t unexpected_message = 10;
+
 // The TLS session is freed once the handshake is complete (connection::release_tls): a QUIC
 // client has nothing more to say in TLS then (RFC 9001 §4.4 forbids post-handshake client
-// authentication, §6 the TLS KeyUpdate), so CRYPTO data after that is a protocol violation.
+// authentication, §6 the TLS KeyUpdate: "a connection error of type 0x010a, equivalent to a
+// fatal TLS alert of unexpected_message"), so CRYPTO data after that closes the connection so.
 int on_recv_crypto_data(ngtcp2_conn* conn, ngtcp2_encryption_level level, std::uint64_t offset,
                         const std::uint8_t* data, std::size_t len, void* ud) {
-  if (!ngtcp2_conn_get_tls_native_handle(conn)) return NGTCP2_ERR_PROTO;
+  if (!ngtcp2_conn_get_tls_native_handle(conn)) {
+    ngtcp2_conn_set_tls_alert(conn, unexpected_message);
+    return NGTCP2_ERR_CRYPTO;
+  }
   return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data, len, ud);
 }
 
@@ -258,12 +265,16 @@ void connection::handle_liberror(int rv) {
     return;
   case NGTCP2_ERR_CRYPTO:
     ngtcp2_ccerr_set_tls_alert(&last_error_, ngtcp2_conn_get_tls_alert(conn_), nullptr, 0);
+    if (!tls_) { // on_recv_crypto_data: a TLS message after the handshake
+      server_.log().warn("conn.error", {{"conn", log_id_},
+                                        {"peer", remote_.to_string()},
+                                        {"error", "TLS message after the handshake"}});
+      break;
+    }
     if (auto* f = server_.config().features) f->handshake_failed("tls");
     server_.log().info(
         "conn.handshake_failed",
-        {{"conn", log_id_},
-         {"peer", remote_.to_string()},
-         {"reason", tls_ ? tls_->failure_reason() : std::string("after the handshake")}});
+        {{"conn", log_id_}, {"peer", remote_.to_string()}, {"reason", tls_->failure_reason()}});
     break;
   default:
     ngtcp2_ccerr_set_liberr(&last_error_, rv, nullptr, 0);
