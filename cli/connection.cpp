@@ -129,8 +129,8 @@ constexpr std::size_t scid_length = 18;
 
 connection::connection(server& srv, endpoint& ep, const socket_address& local,
                        const socket_address& remote, const initial& init, const tls_context& tls)
-    : server_(srv), ep_(&ep), local_(local), remote_(remote), opened_at_(monotonic_now()),
-      timer_(srv.loop(), [this] { on_timer(); }),
+    : server_(srv), ep_(&ep), pmtud_(srv.config().max_udp_payload), local_(local), remote_(remote),
+      opened_at_(monotonic_now()), timer_(srv.loop(), [this] { on_timer(); }),
       work_(srv.loop(), [this] { work(); }), tx_budget_{echo_budget(srv.config()), 0, false},
       tasks_({srv.config(), srv.log(), srv.pool(), *this, tx_budget_, log_id_}) {
   const serve_config& cfg = srv.config();
@@ -142,6 +142,11 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
   ngtcp2_settings_default(&settings);
   settings.initial_ts = opened_at_;
   settings.handshake_timeout = cfg.handshake_timeout;
+  // Datagrams grow from 1200 bytes only as far as path MTU discovery proves the path carries
+  // them (and the client's max_udp_payload_size allows): a peer that takes 1200 gets 1200.
+  settings.max_tx_udp_payload_size = cfg.max_udp_payload;
+  settings.pmtud_probes = pmtud_.sizes.data();
+  settings.pmtud_probeslen = pmtud_.count;
   // Credit follows the echo (quic_stream::consume); ngtcp2 must not grow the windows behind
   // our back, or memory per stream would no longer be bounded by them.
   settings.max_stream_window = cfg.stream_window;
@@ -397,10 +402,16 @@ quic_stream* connection::next_sender() {
 void connection::write() {
   if (dead_ || send_blocked_ || phase_ == phase::closing || phase_ == phase::draining) return;
   const timestamp ts = monotonic_now();
+  // Room for the largest packet (a path MTU probe); trains are counted in the path's size.
   const std::size_t max_payload = ngtcp2_conn_get_max_tx_udp_payload_size(conn_);
-  // Pacing (RFC 9002 §7.7): no more than the send quantum in one burst.
+  const std::size_t path_payload = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
+  // Pacing (RFC 9002 §7.7): no more than the send quantum in one burst, and no more than the
+  // scratch buffer holds.
   const std::size_t quantum = ngtcp2_conn_get_send_quantum(conn_);
-  const std::size_t burst = std::clamp<std::size_t>(quantum / max_payload, 1, max_train_packets);
+  const std::span<std::uint8_t> txbuf = server_.scratch();
+  const std::size_t burst = std::clamp<std::size_t>(
+      quantum / path_payload, 1,
+      std::min(max_train_packets, (txbuf.size() - max_payload) / path_payload + 1));
 
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
@@ -409,7 +420,6 @@ void connection::write() {
   std::size_t packets = 0;
   // Packets are written into the server's scratch buffer (one for all connections: nothing
   // else runs until this train is sent or, if the socket is full, copied aside).
-  const std::span<std::uint8_t> txbuf = server_.scratch();
   train_ = txbuf.data();
   train_bytes_ = 0;
 
