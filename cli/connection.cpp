@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <stdexcept>
 
 namespace detour::cli {
@@ -104,6 +105,12 @@ constexpr ngtcp2_callbacks callbacks = [] {
 ngtcp2_addr as_ngtcp2(const socket_address& a) {
   return {const_cast<ngtcp2_sockaddr*>(reinterpret_cast<const ngtcp2_sockaddr*>(a.data())),
           static_cast<ngtcp2_socklen>(a.size())};
+}
+
+// Whether |a| holds the address |raw| points at: a compare per packet instead of two copies
+// (a packet joins the train only when its path is the train's; a false "no" only ends a train).
+bool same_address(const socket_address& a, const ngtcp2_addr& raw) noexcept {
+  return a.size() == raw.addrlen && std::memcmp(a.data(), raw.addr, raw.addrlen) == 0;
 }
 
 std::string hex(const std::uint8_t* p, std::size_t n) {
@@ -468,12 +475,9 @@ void connection::write() {
     if (n == 0) break; // nothing to send, or congestion control / pacing says wait
 
     const auto size = static_cast<std::size_t>(n);
-    const socket_address remote(reinterpret_cast<const sockaddr*>(ps.path.remote.addr),
-                                ps.path.remote.addrlen);
-    const socket_address local(reinterpret_cast<const sockaddr*>(ps.path.local.addr),
-                               ps.path.local.addrlen);
-    if (train_bytes_ != 0 && (size > train_segment_ || !(remote == train_remote_) ||
-                              !(local == train_local_) || pi.ecn != train_ecn_)) {
+    if (train_bytes_ != 0 &&
+        (size > train_segment_ || !same_address(train_remote_, ps.path.remote) ||
+         !same_address(train_local_, ps.path.local) || pi.ecn != train_ecn_)) {
       // This packet cannot join the train: send the train, then start a new one with it.
       const std::size_t before = train_bytes_;
       if (!flush_train()) return; // the socket is full: the packet is lost, QUIC resends it
@@ -481,8 +485,11 @@ void connection::write() {
     }
     if (train_bytes_ == 0) {
       train_segment_ = size;
-      train_remote_ = remote;
-      train_local_ = local; // the path's, which may differ from the first after a migration
+      train_remote_ = socket_address(reinterpret_cast<const sockaddr*>(ps.path.remote.addr),
+                                     ps.path.remote.addrlen);
+      // The path's, which may differ from the first after a migration.
+      train_local_ = socket_address(reinterpret_cast<const sockaddr*>(ps.path.local.addr),
+                                    ps.path.local.addrlen);
       train_ecn_ = pi.ecn;
     }
     train_bytes_ += size;
