@@ -36,6 +36,11 @@ std::string key_of(const std::uint8_t* p, std::size_t n) {
   return {reinterpret_cast<const char*>(p), n};
 }
 
+// The same bytes for a lookup, without a copy.
+std::string_view view_of(const std::uint8_t* p, std::size_t n) noexcept {
+  return {reinterpret_cast<const char*>(p), n};
+}
+
 } // namespace
 
 timestamp token_time() noexcept {
@@ -113,7 +118,7 @@ void server::on_packet(endpoint& ep, const received_datagram& d,
   default:
     return; // not QUIC: ignore
   }
-  if (const auto it = routes_.find(key_of(vc.dcid, vc.dcidlen)); it != routes_.end()) {
+  if (const auto it = routes_.find(view_of(vc.dcid, vc.dcidlen)); it != routes_.end()) {
     connection* c = it->second;
     if (!c->dead()) c->on_packet(d, pkt);
     return;
@@ -375,7 +380,7 @@ void server::reap() {
   dead.swap(dead_);
   for (connection* c : dead) {
     for (const ngtcp2_cid& cid : c->routed_cids()) {
-      const auto it = routes_.find(key_of(cid.data, cid.datalen));
+      const auto it = routes_.find(view_of(cid.data, cid.datalen));
       if (it != routes_.end() && it->second == c) routes_.erase(it);
     }
     for (auto& ep : endpoints_) std::erase(ep->blocked, c);
