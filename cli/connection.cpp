@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <stdexcept>
 
 namespace detour::cli {
@@ -123,6 +124,12 @@ ngtcp2_addr as_ngtcp2(const socket_address& a) {
           static_cast<ngtcp2_socklen>(a.size())};
 }
 
+// Whether |a| holds the address |raw| points at: a compare per packet instead of two copies
+// (a packet joins the train only when its path is the train's; a false "no" only ends a train).
+bool same_address(const socket_address& a, const ngtcp2_addr& raw) noexcept {
+  return a.size() == raw.addrlen && std::memcmp(a.data(), raw.addr, raw.addrlen) == 0;
+}
+
 std::string hex(const std::uint8_t* p, std::size_t n) {
   std::string s;
   for (std::size_t i = 0; i < n; ++i) s += fmt::format("{:02x}", p[i]);
@@ -146,8 +153,8 @@ constexpr std::size_t scid_length = 18;
 
 connection::connection(server& srv, endpoint& ep, const socket_address& local,
                        const socket_address& remote, const initial& init, const tls_context& tls)
-    : server_(srv), ep_(&ep), local_(local), remote_(remote), opened_at_(monotonic_now()),
-      timer_(srv.loop(), [this] { on_timer(); }),
+    : server_(srv), ep_(&ep), pmtud_(srv.config().max_udp_payload), local_(local), remote_(remote),
+      opened_at_(monotonic_now()), timer_(srv.loop(), [this] { on_timer(); }),
       work_(srv.loop(), [this] { work(); }), tx_budget_{echo_budget(srv.config()), 0, false},
       tasks_({srv.config(), srv.log(), srv.pool(), *this, tx_budget_, log_id_}) {
   const serve_config& cfg = srv.config();
@@ -159,6 +166,11 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
   ngtcp2_settings_default(&settings);
   settings.initial_ts = opened_at_;
   settings.handshake_timeout = cfg.handshake_timeout;
+  // Datagrams grow from 1200 bytes only as far as path MTU discovery proves the path carries
+  // them (and the client's max_udp_payload_size allows): a peer that takes 1200 gets 1200.
+  settings.max_tx_udp_payload_size = cfg.max_udp_payload;
+  settings.pmtud_probes = pmtud_.sizes.data();
+  settings.pmtud_probeslen = pmtud_.count;
   // Credit follows the echo (quic_stream::consume); ngtcp2 must not grow the windows behind
   // our back, or memory per stream would no longer be bounded by them.
   settings.max_stream_window = cfg.stream_window;
@@ -431,10 +443,16 @@ quic_stream* connection::next_sender() {
 void connection::write() {
   if (dead_ || send_blocked_ || phase_ == phase::closing || phase_ == phase::draining) return;
   const timestamp ts = monotonic_now();
+  // Room for the largest packet (a path MTU probe); trains are counted in the path's size.
   const std::size_t max_payload = ngtcp2_conn_get_max_tx_udp_payload_size(conn_);
-  // Pacing (RFC 9002 §7.7): no more than the send quantum in one burst.
+  const std::size_t path_payload = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
+  // Pacing (RFC 9002 §7.7): no more than the send quantum in one burst, and no more than the
+  // scratch buffer holds.
   const std::size_t quantum = ngtcp2_conn_get_send_quantum(conn_);
-  const std::size_t burst = std::clamp<std::size_t>(quantum / max_payload, 1, max_train_packets);
+  const std::span<std::uint8_t> txbuf = server_.scratch();
+  const std::size_t burst = std::clamp<std::size_t>(
+      quantum / path_payload, 1,
+      std::min(max_train_packets, (txbuf.size() - max_payload) / path_payload + 1));
 
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
@@ -443,7 +461,6 @@ void connection::write() {
   std::size_t packets = 0;
   // Packets are written into the server's scratch buffer (one for all connections: nothing
   // else runs until this train is sent or, if the socket is full, copied aside).
-  const std::span<std::uint8_t> txbuf = server_.scratch();
   train_ = txbuf.data();
   train_bytes_ = 0;
 
@@ -492,12 +509,9 @@ void connection::write() {
     if (n == 0) break; // nothing to send, or congestion control / pacing says wait
 
     const auto size = static_cast<std::size_t>(n);
-    const socket_address remote(reinterpret_cast<const sockaddr*>(ps.path.remote.addr),
-                                ps.path.remote.addrlen);
-    const socket_address local(reinterpret_cast<const sockaddr*>(ps.path.local.addr),
-                               ps.path.local.addrlen);
-    if (train_bytes_ != 0 && (size > train_segment_ || !(remote == train_remote_) ||
-                              !(local == train_local_) || pi.ecn != train_ecn_)) {
+    if (train_bytes_ != 0 &&
+        (size > train_segment_ || !same_address(train_remote_, ps.path.remote) ||
+         !same_address(train_local_, ps.path.local) || pi.ecn != train_ecn_)) {
       // This packet cannot join the train: send the train, then start a new one with it.
       const std::size_t before = train_bytes_;
       if (!flush_train()) return; // the socket is full: the packet is lost, QUIC resends it
@@ -505,8 +519,11 @@ void connection::write() {
     }
     if (train_bytes_ == 0) {
       train_segment_ = size;
-      train_remote_ = remote;
-      train_local_ = local; // the path's, which may differ from the first after a migration
+      train_remote_ = socket_address(reinterpret_cast<const sockaddr*>(ps.path.remote.addr),
+                                     ps.path.remote.addrlen);
+      // The path's, which may differ from the first after a migration.
+      train_local_ = socket_address(reinterpret_cast<const sockaddr*>(ps.path.local.addr),
+                                    ps.path.local.addrlen);
       train_ecn_ = pi.ecn;
     }
     train_bytes_ += size;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "event_loop.hpp"
+#include "pmtud.hpp"
 #include "quic_stream.hpp"
 #include "task.hpp"
 #include "tls.hpp"
@@ -108,6 +109,7 @@ private:
 
   server& server_;
   endpoint* ep_;
+  pmtud_probes pmtud_; // ngtcp2 keeps a pointer to its sizes
   ngtcp2_conn* conn_ = nullptr;
   ngtcp2_crypto_conn_ref conn_ref_{};
   std::unique_ptr<tls_session> tls_; // the handshake's; freed when it is complete

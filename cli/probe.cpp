@@ -69,6 +69,9 @@ options (all modes):
   --idle-timeout DUR      a relay or close without progress fails (default 60s)
   --handshake-timeout DUR QUIC handshake (default 10s)
   --stream-open-timeout DUR  wait for stream credit (default 30s, as g3proxy)
+  --max-udp-payload N     largest UDP payload sent, reached only where path MTU discovery
+                          proves the path carries it (default 1452, g3proxy's quinn; 8952 for
+                          jumbo frames and loopback; 1200..16384)
   --deadline DUR          the whole run ends by then (default: check 5m, abuse 10m, others 10m)
   --seed N                relay data and abuse garbage are derived from it (default 1)
   --json                  print one JSON document (stdout) instead of text
@@ -218,6 +221,8 @@ parsed parse(args a) {
       o.idle_timeout = parse_duration(r.name(), r.value());
     } else if (r.is("--handshake-timeout")) {
       o.pool.quic.handshake_timeout = parse_duration(r.name(), r.value());
+    } else if (r.is("--max-udp-payload")) {
+      o.pool.quic.max_udp_payload = r.number(1200, std::size_t{16} * 1024);
     } else if (r.is("--stream-open-timeout")) {
       o.pool.stream_open_timeout = parse_duration(r.name(), r.value());
     } else if (r.is("--deadline")) {

@@ -12,9 +12,12 @@
 
 namespace detour::cli::probe {
 
-/// An endless byte sequence: byte `o` is byte `o % 8` (little-endian) of splitmix64 of word
-/// `o / 8`. Different seeds give unrelated sequences, so north and south data, or two tasks,
-/// can never be mistaken for one another.
+/// An endless byte sequence: byte `o` is byte `o % 8` (little-endian) of word `o / 8`; the
+/// eight words of each 64-byte line `l` are splitmix64 of the seed and `l`, plus 0, 1, ... 7
+/// times an odd constant. Different seeds give unrelated sequences, so north and south data,
+/// or two tasks, can never be mistaken for one another; a byte moved by any distance lands on a
+/// different value. One mixing round per 64 bytes keeps filling and checking cheap next to the
+/// transfer they drive.
 class pattern {
 public:
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -23,11 +26,7 @@ public:
 
   /// The 8 bytes of word |index| as a little-endian number.
   constexpr std::uint64_t word(std::uint64_t index) const noexcept {
-    // splitmix64 (Steele, Lea, Flood 2014): one multiply-xorshift round per word.
-    std::uint64_t z = seed_ + (index + 1) * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+    return line(index / words_per_line) + (index % words_per_line) * step;
   }
 
   constexpr std::uint8_t at(std::uint64_t offset) const noexcept {
@@ -38,9 +37,16 @@ public:
   void fill(std::uint64_t offset, std::span<std::uint8_t> out) const noexcept {
     std::size_t i = 0;
     for (; i < out.size() && (offset + i) % 8 != 0; ++i) out[i] = at(offset + i);
-    for (; i + 8 <= out.size(); i += 8) {
-      const std::uint64_t w = little_endian(word((offset + i) / 8));
-      std::memcpy(out.data() + i, &w, 8);
+    while (i + 8 <= out.size()) {
+      // The rest of this line: one mix, then a constant step per word.
+      std::uint64_t index = (offset + i) / 8;
+      std::uint64_t w = word(index);
+      do {
+        const std::uint64_t le = little_endian(w);
+        std::memcpy(out.data() + i, &le, 8);
+        i += 8;
+        w += step;
+      } while (++index % words_per_line != 0 && i + 8 <= out.size());
     }
     for (; i < out.size(); ++i) out[i] = at(offset + i);
   }
@@ -51,12 +57,18 @@ public:
     std::size_t i = 0;
     for (; i < data.size() && (offset + i) % 8 != 0; ++i)
       if (data[i] != at(offset + i)) return i;
-    for (; i + 8 <= data.size(); i += 8) {
-      const std::uint64_t w = little_endian(word((offset + i) / 8));
-      if (std::memcmp(data.data() + i, &w, 8) != 0) {
-        for (std::size_t j = i;; ++j)
-          if (data[j] != at(offset + j)) return j;
-      }
+    while (i + 8 <= data.size()) {
+      std::uint64_t index = (offset + i) / 8;
+      std::uint64_t w = word(index);
+      do {
+        const std::uint64_t le = little_endian(w);
+        if (std::memcmp(data.data() + i, &le, 8) != 0) {
+          for (std::size_t j = i;; ++j)
+            if (data[j] != at(offset + j)) return j;
+        }
+        i += 8;
+        w += step;
+      } while (++index % words_per_line != 0 && i + 8 <= data.size());
     }
     for (; i < data.size(); ++i)
       if (data[i] != at(offset + i)) return i;
@@ -72,6 +84,17 @@ private:
       for (int k = 0; k < 8; ++k) r |= ((v >> (8 * k)) & 0xFF) << (8 * (7 - k));
       return r;
     }
+  }
+
+  static constexpr std::uint64_t words_per_line = 8;
+  static constexpr std::uint64_t step = 0xD1B54A32D192ED03ULL; // odd: all eight words differ
+
+  // splitmix64 (Steele, Lea, Flood 2014) of line |l|: one multiply-xorshift round.
+  constexpr std::uint64_t line(std::uint64_t l) const noexcept {
+    std::uint64_t z = seed_ + (l + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
   }
 
   std::uint64_t seed_;

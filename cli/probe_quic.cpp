@@ -24,8 +24,8 @@ namespace {
 
 // Packets written per send call: a full GSO train (the kernel takes at most 64 segments).
 constexpr std::size_t max_packets_per_send = 64;
-// The largest UDP payload ngtcp2 may choose after path MTU discovery on Ethernet.
-constexpr std::size_t max_packet_size = 1500;
+// The send buffer holds a GSO train of this many Ethernet-sized packets (fewer larger ones).
+constexpr std::size_t train_buffer = max_packets_per_send * 1500;
 // ngtcp2_vec entries per writev call: a stream's unsent bytes split at 16 KiB chunk edges.
 constexpr std::size_t max_vecs = 16;
 
@@ -279,8 +279,8 @@ quic_connection::quic_connection(event_loop& loop, const quic_config& config,
       socket_(udp_socket::connected(config.server, config.udp)),
       timer_(loop, [this] { on_timer(); }), flush_later_(loop, [this] { flush(); }),
       notify_closed_(loop, [this] { observer_.on_closed(*this); }),
-      conn_ref_(std::make_unique<ngtcp2_crypto_conn_ref>()),
-      txbuf_(max_packets_per_send * max_packet_size) {
+      conn_ref_(std::make_unique<ngtcp2_crypto_conn_ref>()), pmtud_(config.max_udp_payload),
+      txbuf_(train_buffer) {
   conn_ref_->get_conn = get_conn;
   conn_ref_->user_data = &conn_;
   const std::string name = config_.tls_name.empty() ? config_.server.host() : config_.tls_name;
@@ -296,7 +296,9 @@ quic_connection::quic_connection(event_loop& loop, const quic_config& config,
   ngtcp2_settings_default(&settings);
   settings.initial_ts = monotonic_now();
   settings.handshake_timeout = config_.handshake_timeout;
-  settings.max_tx_udp_payload_size = max_packet_size - 48; // IPv6 + UDP headers below 1500
+  settings.max_tx_udp_payload_size = config_.max_udp_payload;
+  settings.pmtud_probes = pmtud_.sizes.data();
+  settings.pmtud_probeslen = pmtud_.count;
 
   ngtcp2_transport_params params;
   ngtcp2_transport_params_default(&params);
@@ -308,6 +310,7 @@ quic_connection::quic_connection(event_loop& loop, const quic_config& config,
   params.initial_max_stream_data_uni = 0;
   params.initial_max_data = config_.connection_window;
   params.max_idle_timeout = config_.idle_timeout;
+  params.max_udp_payload_size = config_.max_udp_payload;
 
   ngtcp2_path path{};
   path.local.addr = const_cast<sockaddr*>(socket_.local_address().data());
@@ -466,6 +469,7 @@ void quic_connection::read_datagrams() {
       for (std::size_t at = 0; at < d.data.size(); at += d.segment_size) {
         const std::size_t len = std::min(d.segment_size, d.data.size() - at);
         ++stats_.packets_received;
+        stats_.largest_packet_received = std::max(stats_.largest_packet_received, len);
         const int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, d.data.data() + at, len, now);
         if (rv != 0) {
           fail_with(rv);
@@ -494,11 +498,13 @@ void quic_connection::flush() {
     ++stats_.key_updates;
     next_key_update_ = stats_.stream_bytes_sent + config_.key_update_bytes;
   }
-  const std::size_t packet_limit =
-      std::min<std::size_t>(max_packet_size, ngtcp2_conn_get_max_tx_udp_payload_size(conn_));
+  // Room for the largest packet (a path MTU probe); trains are counted in the path's size.
+  const std::size_t packet_limit = ngtcp2_conn_get_max_tx_udp_payload_size(conn_);
+  const std::size_t path_size = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
   const std::size_t quantum = ngtcp2_conn_get_send_quantum(conn_);
-  const std::size_t max_packets =
-      std::clamp<std::size_t>(quantum / packet_limit, 1, max_packets_per_send);
+  const std::size_t max_packets = std::clamp<std::size_t>(
+      quantum / path_size, 1,
+      std::min(max_packets_per_send, (txbuf_.size() - packet_limit) / path_size + 1));
 
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);

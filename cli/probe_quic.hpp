@@ -6,6 +6,7 @@
 #pragma once
 
 #include "event_loop.hpp"
+#include "pmtud.hpp"
 #include "probe_buffer.hpp"
 #include "tls.hpp"
 #include "udp.hpp"
@@ -44,6 +45,10 @@ struct quic_config {
   /// Bytes a stream may hold unacknowledged before write_some() pushes back: large enough to
   /// fill the peer's stream window (1.25 MB in g3proxy's counterpart) with a little to spare.
   std::uint64_t stream_send_budget = 2 * 1024 * 1024;
+  /// Largest UDP payload sent once path MTU discovery proved the path carries it, and the
+  /// max_udp_payload_size transport parameter (the most the server may send us): quinn's
+  /// Ethernet-sized default, which g3proxy keeps. Jumbo frames and loopback carry 8952.
+  std::size_t max_udp_payload = 1452;
   udp_options udp;
   /// The QUIC version of the first Initial: v1 as g3proxy, or NGTCP2_PROTO_VER_V2 (RFC 9369)
   /// to check a server's QUIC v2.
@@ -127,6 +132,7 @@ struct connection_stats {
   std::uint64_t packets_sent = 0;
   std::uint64_t packets_received = 0;
   std::uint64_t key_updates = 0; ///< key updates this client started (quic_config)
+  std::size_t largest_packet_received = 0; ///< UDP payload bytes of the largest QUIC packet
 };
 
 /// One client connection. Create it, call connect(), then drive it from the event loop; every
@@ -249,6 +255,7 @@ private:
   connection_stats stats_;
   std::unordered_map<std::int64_t, std::unique_ptr<stream>> streams_;
   std::vector<std::int64_t> sendq_;
+  pmtud_probes pmtud_; // ngtcp2 keeps a pointer to its sizes
   std::vector<std::uint8_t> txbuf_;
   std::vector<std::uint8_t> blocked_; // datagrams the socket refused; resent on EPOLLOUT
   std::size_t blocked_segment_ = 0;

@@ -12,19 +12,44 @@ namespace detour::cli {
 
 // --- block_pool --------------------------------------------------------------------------------
 
+namespace {
+
+// A block's reference count sits in front of its bytes; 16 bytes keep the bytes aligned.
+constexpr std::size_t header_size = 16;
+
+std::uint32_t& refs(const std::uint8_t* block) noexcept {
+  return *reinterpret_cast<std::uint32_t*>(const_cast<std::uint8_t*>(block) - header_size);
+}
+
+} // namespace
+
 block_pool::~block_pool() {
-  for (auto* b : free_) ::operator delete(b);
+  for (auto* b : free_) ::operator delete(b - header_size);
 }
 
 std::uint8_t* block_pool::get() {
+  std::uint8_t* b = nullptr;
+  if (free_.empty()) {
+    b = static_cast<std::uint8_t*>(::operator new(header_size + block_size)) + header_size;
+  } else {
+    b = free_.back();
+    free_.pop_back();
+  }
   ++in_use_;
-  if (free_.empty()) return static_cast<std::uint8_t*>(::operator new(block_size));
-  std::uint8_t* b = free_.back();
-  free_.pop_back();
+  refs(b) = 1;
   return b;
 }
 
+void block_pool::ref(std::uint8_t* block) noexcept {
+  ++refs(block);
+}
+
+bool block_pool::shared(const std::uint8_t* block) noexcept {
+  return refs(block) > 1;
+}
+
 void block_pool::put(std::uint8_t* block) noexcept {
+  if (--refs(block) != 0) return;
   --in_use_;
   if (free_.size() < max_idle_) {
     try {
@@ -33,7 +58,7 @@ void block_pool::put(std::uint8_t* block) noexcept {
     } catch (const std::bad_alloc&) { // fall through: free it
     }
   }
-  ::operator delete(block);
+  ::operator delete(block - header_size);
 }
 
 // --- byte_queue --------------------------------------------------------------------------------
@@ -41,38 +66,79 @@ void block_pool::put(std::uint8_t* block) noexcept {
 void byte_queue::append(std::span<const std::uint8_t> bytes) {
   constexpr std::size_t block_size = block_pool::block_size;
   while (!bytes.empty()) {
-    const std::size_t end = head_ + size_; // position of the back in the block sequence
-    if (end == blocks_.size() * block_size) blocks_.push_back(pool_->get());
-    const std::size_t offset = end % block_size;
-    const std::size_t n = std::min(bytes.size(), block_size - offset);
-    std::memcpy(blocks_.back() + offset, bytes.data(), n);
+    if (pieces_.empty() || !tail_ours_ || pieces_.back().end == block_size) {
+      pieces_.reserve(pieces_.size() + 1); // may throw: before the block is taken
+      pieces_.push_back({pool_->get(), 0, 0});
+      tail_ours_ = true;
+    }
+    piece& back = pieces_.back();
+    const std::size_t n = std::min(bytes.size(), block_size - back.end);
+    std::memcpy(back.block + back.end, bytes.data(), n);
+    back.end += static_cast<std::uint32_t>(n);
     size_ += n;
     bytes = bytes.subspan(n);
   }
 }
 
+void byte_queue::share_front(const byte_queue& source, std::size_t n) {
+  n = std::min(n, source.size_);
+  for (const piece& p : source.pieces_) {
+    if (n == 0) break;
+    const std::size_t len = std::min<std::size_t>(n, p.end - p.begin);
+    if (len == 0) continue; // the source's kept, empty block
+    if (!pieces_.empty() && pieces_.back().block == p.block && pieces_.back().end == p.begin) {
+      pieces_.back().end += static_cast<std::uint32_t>(len); // the same run: one reference
+    } else {
+      pieces_.reserve(pieces_.size() + 1);
+      pool_->ref(p.block);
+      pieces_.push_back({p.block, p.begin, p.begin + static_cast<std::uint32_t>(len)});
+    }
+    tail_ours_ = false; // the source goes on filling that block
+    size_ += len;
+    n -= len;
+  }
+}
+
 std::span<const std::uint8_t> byte_queue::segment(std::size_t from) const noexcept {
-  if (from >= size_) return {};
-  const std::size_t at = head_ + from;
-  const std::size_t block = at / block_pool::block_size;
-  const std::size_t offset = at % block_pool::block_size;
-  const std::size_t n = std::min(block_pool::block_size - offset, size_ - from);
-  return {blocks_[block] + offset, n};
+  for (const piece& p : pieces_) {
+    const std::size_t len = p.end - p.begin;
+    if (from < len) return {p.block + p.begin + from, len - from};
+    from -= len;
+  }
+  return {};
 }
 
 void byte_queue::pop(std::size_t n) noexcept {
   n = std::min(n, size_);
-  head_ += n;
   size_ -= n;
-  std::size_t drop = head_ / block_pool::block_size;
-  if (size_ == 0) drop = blocks_.size(); // keep nothing: an idle stream holds no block
-  for (std::size_t i = 0; i < drop; ++i) pool_->put(blocks_[i]);
-  blocks_.erase(blocks_.begin(), blocks_.begin() + static_cast<std::ptrdiff_t>(drop));
-  head_ = size_ == 0 ? 0 : head_ - drop * block_pool::block_size;
+  std::size_t drop = 0; // pieces emptied from the front
+  for (; drop < pieces_.size(); ++drop) {
+    piece& p = pieces_[drop];
+    const std::size_t len = p.end - p.begin;
+    if (n < len || (len == 0 && n == 0)) {
+      p.begin += static_cast<std::uint32_t>(n);
+      break;
+    }
+    n -= len;
+  }
+  if (size_ == 0 && !pieces_.empty()) {
+    // Keep the block being filled only while another queue holds it anyway.
+    piece& back = pieces_.back();
+    const bool keep =
+        tail_ours_ && back.end < block_pool::block_size && block_pool::shared(back.block);
+    drop = pieces_.size() - (keep ? 1 : 0);
+    if (keep) back.begin = back.end;
+  }
+  for (std::size_t i = 0; i < drop; ++i) pool_->put(pieces_[i].block);
+  pieces_.erase(pieces_.begin(), pieces_.begin() + static_cast<std::ptrdiff_t>(drop));
+  if (pieces_.empty()) tail_ours_ = false;
 }
 
 void byte_queue::clear() noexcept {
-  pop(size_);
+  for (const piece& p : pieces_) pool_->put(p.block);
+  pieces_.clear();
+  size_ = 0;
+  tail_ours_ = false;
 }
 
 // --- quic_stream -------------------------------------------------------------------------------
@@ -125,7 +191,11 @@ std::size_t quic_stream::write_some(std::span<const std::uint8_t> bytes) {
   if (shared == 0 && !bytes.empty()) budget_->starved = true;
   const std::size_t n = std::min({room, shared, bytes.size()});
   if (n == 0) return 0;
-  tx_.append(bytes.first(n));
+  if (const auto front = rx_.segment(0); bytes.data() == front.data() && n <= front.size()) {
+    tx_.share_front(rx_, n); // an echo of what we received: sent from the same blocks
+  } else {
+    tx_.append(bytes.first(n));
+  }
   budget_->used += n;
   bytes_accepted_ += n;
   owner_->on_stream_wants_to_send(*this);
@@ -169,12 +239,19 @@ void quic_stream::on_write_shut() {
   owner_->on_stream_event(*this);
 }
 
+void quic_stream::release_idle_block() noexcept {
+  // The receive side kept the block it was filling because the echo still referred to it; with
+  // both sides empty an idle stream holds no memory.
+  if (rx_.empty() && tx_.empty()) rx_.clear();
+}
+
 void quic_stream::on_acked(std::uint64_t n) {
   const auto k = static_cast<std::size_t>(std::min<std::uint64_t>(n, tx_sent_));
   tx_.pop(k);
   tx_sent_ -= k;
   budget_->used -= k;
   if (k == 0) return;
+  release_idle_block();
   owner_->on_stream_event(*this); // room to accept more
   if (budget_->starved) {
     budget_->starved = false;

@@ -20,7 +20,8 @@ namespace detour::cli {
 
 /// Fixed-size blocks for stream buffers, recycled so that a busy server does not go back to the
 /// allocator for every packet. Keeps at most |max_idle| free blocks; the rest are freed, so the
-/// memory of a burst returns once it is over.
+/// memory of a burst returns once it is over. A block is counted: several queues may refer to
+/// it (an echo sends from the very bytes it received), and it returns once the last lets go.
 class block_pool {
 public:
   /// 16 KiB: a dozen QUIC packets per block, few blocks per window.
@@ -31,8 +32,14 @@ public:
   block_pool(const block_pool&) = delete;
   block_pool& operator=(const block_pool&) = delete;
 
+  /// A block with one reference, the caller's.
   std::uint8_t* get();
+  /// One more reference to |block|.
+  void ref(std::uint8_t* block) noexcept;
+  /// Drops a reference; the last one returns the block.
   void put(std::uint8_t* block) noexcept;
+  /// Whether more than one reference to |block| is held.
+  static bool shared(const std::uint8_t* block) noexcept;
   /// Blocks handed out and not yet returned.
   std::size_t in_use() const noexcept { return in_use_; }
   std::size_t idle() const noexcept { return free_.size(); }
@@ -45,6 +52,8 @@ private:
 
 /// A FIFO of bytes in pool blocks. Bytes never move once appended, so a pointer into the queue
 /// stays valid until those bytes are popped: what ngtcp2 needs for data it may retransmit.
+/// Bytes are either copied in (append) or shared with another queue without a copy
+/// (share_front): the echo's send queue refers to the blocks its receive queue filled.
 class byte_queue {
 public:
   explicit byte_queue(block_pool& pool) noexcept : pool_(&pool) {}
@@ -56,17 +65,30 @@ public:
   bool empty() const noexcept { return size_ == 0; }
   /// Copies |bytes| to the back.
   void append(std::span<const std::uint8_t> bytes);
+  /// Appends the first |n| bytes of |source| (n <= source.size()) by reference: no copy, their
+  /// blocks stay until both queues have popped them. |source| is unchanged.
+  void share_front(const byte_queue& source, std::size_t n);
   /// The first contiguous run of bytes from byte |from| on (empty when |from| >= size()).
   std::span<const std::uint8_t> segment(std::size_t from) const noexcept;
-  /// Drops the first |n| bytes (n <= size()).
+  /// Drops the first |n| bytes (n <= size()). An emptied queue keeps no block of its own;
+  /// it keeps the block it was filling while another queue still refers to it (no memory of
+  /// its own: the next bytes go there instead of into a fresh block per packet).
   void pop(std::size_t n) noexcept;
+  /// Drops every byte and every block reference.
   void clear() noexcept;
+  /// Block references held, the kept one of an empty queue included.
+  std::size_t blocks() const noexcept { return pieces_.size(); }
 
 private:
+  struct piece {
+    std::uint8_t* block;
+    std::uint32_t begin; // the piece's bytes are block[begin, end)
+    std::uint32_t end;
+  };
   block_pool* pool_;
-  std::vector<std::uint8_t*> blocks_;
-  std::size_t head_ = 0; // offset of the first byte in blocks_.front()
+  std::vector<piece> pieces_; // oldest first, one reference each
   std::size_t size_ = 0;
+  bool tail_ours_ = false; // this queue filled the back piece's block and may go on after end
 };
 
 /// What the streams of one connection may keep unacknowledged in total: a cap over all their
@@ -86,6 +108,8 @@ struct send_budget {
 /// acknowledged yet (and no more than the connection's send_budget leaves); write_some()
 /// returns 0 beyond that, which is the back-pressure the relay waits on. Memory per stream is
 /// therefore bounded by window + send_limit, and per connection by its window + its budget.
+/// An echo (write_some() of the front of readable(), what the relay does when a stream is its
+/// own sink) is not copied: the send side refers to the received blocks until acknowledged.
 class quic_stream {
 public:
   /// Tells the owner that something changed (data, FIN, reset, STOP_SENDING, room to send,
@@ -169,6 +193,7 @@ public:
 private:
   void return_rx_credit() noexcept;
   void drop_tx() noexcept;
+  void release_idle_block() noexcept;
 
   ngtcp2_conn* conn_;
   std::int64_t id_;

@@ -65,6 +65,9 @@ options:
   --connection-window N  receive window per connection, bytes (default 4194304); also caps
                          the echo it keeps unacknowledged (at least 32 x --send-buffer)
   --send-buffer N        unacknowledged bytes kept per stream (default 262144)
+  --max-udp-payload N    largest UDP payload sent, bytes, reached only where path MTU
+                         discovery proves the path carries it (default 8952: 9000-byte jumbo
+                         frames; Ethernet paths stay at 1452; 1200..16384)
   --retry                validate client addresses with a QUIC Retry first
   --state-dir DIR        folder of the development certificates (default
                          $XDG_STATE_HOME/detour or ~/.local/state/detour)
@@ -186,6 +189,9 @@ bool parse_options(args a, serve_config& cfg) {
       cfg.connection_window = r.number(std::uint64_t{64} * 1024, 1ull << 34);
     } else if (r.is("--send-buffer")) {
       cfg.send_buffer = r.number(std::uint64_t{16} * 1024, 1u << 30);
+    } else if (r.is("--max-udp-payload")) {
+      cfg.max_udp_payload =
+          r.number(serve_config::min_udp_payload, serve_config::max_udp_payload_limit);
     } else if (r.is("--retry")) {
       r.flag();
       cfg.retry = true;

@@ -79,6 +79,15 @@ struct serve_config {
   std::uint64_t connection_window = std::uint64_t{4} * 1024 * 1024;
   /// Bytes a stream keeps that the peer has not acknowledged yet; the echo waits beyond this.
   std::size_t send_buffer = std::size_t{256} * 1024;
+  /// Largest UDP payload we send (ngtcp2's max_tx_udp_payload_size). Packets start at 1200
+  /// bytes and grow only as far as path MTU discovery (RFC 9000 §14.3) proves the path carries
+  /// them and the client's max_udp_payload_size allows: 9000-byte jumbo frames (and loopback)
+  /// carry 8952, so a byte costs a sixth of the packets; an Ethernet path stays at 1452.
+  std::size_t max_udp_payload = 8952;
+  /// --max-udp-payload's range: QUIC's minimum datagram (RFC 9000 §14), and 16 KiB so that a
+  /// send train (server::scratch, about 90 KiB) still holds several packets.
+  static constexpr std::size_t min_udp_payload = 1200;
+  static constexpr std::size_t max_udp_payload_limit = std::size_t{16} * 1024;
   /// On SIGINT/SIGTERM: how long running tasks may finish before every connection is closed.
   timestamp drain_timeout = 30 * nanoseconds_per_second;
   /// QUIC handshake deadline.

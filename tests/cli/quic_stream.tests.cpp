@@ -1,12 +1,19 @@
 // SPDX-License-Identifier: MIT
 // Tests of cli/quic_stream.hpp's buffers: byte_queue keeps bytes in order across block
-// boundaries, never moves them while they are queued (ngtcp2 may resend from them), and gives
-// every block back; block_pool recycles up to its limit and frees the rest.
+// boundaries, never moves them while they are queued (ngtcp2 may resend from them), shares them
+// without copies for an echo, and gives every block back exactly once; block_pool recycles up to
+// its limit and frees the rest.
 #include "quic_stream.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <numeric>
 #include <vector>
 
@@ -166,4 +173,199 @@ TEST_CASE("quic_stream takes nothing more after close_write or a STOP_SENDING", 
   CHECK(b.send_stopped() == std::optional<detour::app_code>(0));
   CHECK(b.write_some(sequence(10)) == 0);
   CHECK_FALSE(b.has_pending_send());
+}
+
+TEST_CASE("byte_queue shares the front of another queue without a copy, each block returned once",
+          "[quic_stream][byte_queue][echo]") {
+  block_pool pool;
+  byte_queue rx(pool);
+  byte_queue tx(pool);
+  const auto data = sequence(3000);
+  rx.append(data);
+  const std::uint8_t* first = rx.segment(0).data();
+  tx.share_front(rx, 1000);
+  CHECK(tx.segment(0).data() == first); // the very bytes, not a copy
+  CHECK(tx.size() == 1000);
+  CHECK(rx.size() == 3000); // the source is unchanged
+  CHECK(pool.in_use() == 1);
+  rx.pop(1000);
+  rx.append(sequence(500, 0xb8)); // 3000 % 256 = 0xb8: the sequence goes on
+  CHECK(rx.segment(0).data() == first + 1000);
+  tx.share_front(rx, 2500); // contiguous with what tx has: one reference, one piece
+  CHECK(tx.blocks() == 1);
+  CHECK(drain_view(tx) == sequence(3500));
+  rx.pop(2500);
+  // Empty, but it keeps the block it fills while tx refers to it: the next bytes go there.
+  CHECK(rx.empty());
+  CHECK(rx.blocks() == 1);
+  rx.append(sequence(10));
+  CHECK(rx.segment(0).data() == first + 3500);
+  CHECK(pool.in_use() == 1);
+  rx.pop(10);
+  tx.pop(3500);
+  CHECK(pool.in_use() == 1); // rx's kept block
+  rx.pop(0);                 // nobody else holds it now: an empty queue lets go of it
+  CHECK(rx.blocks() == 0);
+  CHECK(pool.in_use() == 0);
+  CHECK(pool.idle() == 1); // returned once, not twice
+
+  // Across block edges: every block of the source is shared, and freed when both let go.
+  const auto big = sequence(2 * block + 100);
+  rx.append(big);
+  tx.share_front(rx, big.size());
+  CHECK(drain_view(tx) == big);
+  CHECK(tx.blocks() == 3);
+  rx.pop(big.size());
+  CHECK(pool.in_use() == 3); // tx holds them all
+  tx.pop(block);
+  CHECK(pool.in_use() == 2);
+  tx.pop(tx.size());
+  CHECK(pool.in_use() == 1); // the last one: rx keeps it only while shared, and it was
+  CHECK(rx.blocks() == 1);
+  rx.clear();
+  CHECK(pool.in_use() == 0);
+}
+
+namespace {
+
+int fill_random(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {
+  std::fill_n(dest, len, std::uint8_t{7});
+  return 0;
+}
+
+void random_cb(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx* ctx) {
+  fill_random(dest, len, ctx);
+}
+
+int new_cid(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token, std::size_t cidlen, void*) {
+  cid->datalen = cidlen;
+  std::fill_n(cid->data, cidlen, std::uint8_t{1});
+  std::fill_n(token, NGTCP2_STATELESS_RESET_TOKENLEN, std::uint8_t{2});
+  return 0;
+}
+
+// A client connection that never sends: enough for the credit calls a stream makes.
+struct idle_conn {
+  ngtcp2_conn* conn = nullptr;
+  sockaddr_in addr{};
+
+  idle_conn() {
+    ngtcp2_callbacks cb{};
+    cb.client_initial = ngtcp2_crypto_client_initial_cb;
+    cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+    cb.encrypt = ngtcp2_crypto_encrypt_cb;
+    cb.decrypt = ngtcp2_crypto_decrypt_cb;
+    cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
+    cb.recv_retry = ngtcp2_crypto_recv_retry_cb;
+    cb.rand = random_cb;
+    cb.get_new_connection_id = new_cid;
+    cb.update_key = ngtcp2_crypto_update_key_cb;
+    cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+    cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+    cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    ngtcp2_cid dcid{}, scid{};
+    dcid.datalen = 18;
+    scid.datalen = 16;
+    addr.sin_family = AF_INET;
+    const ngtcp2_addr a{reinterpret_cast<ngtcp2_sockaddr*>(&addr), sizeof addr};
+    const ngtcp2_path path{a, a, nullptr};
+    ngtcp2_settings settings;
+    ngtcp2_settings_default(&settings);
+    ngtcp2_transport_params params;
+    ngtcp2_transport_params_default(&params);
+    REQUIRE(ngtcp2_conn_client_new(&conn, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb, &settings,
+                                   &params, nullptr, nullptr) == 0);
+  }
+  ~idle_conn() { ngtcp2_conn_del(conn); }
+  idle_conn(const idle_conn&) = delete;
+  idle_conn& operator=(const idle_conn&) = delete;
+};
+
+// What the relay does for an echo: write the front of readable() to the stream itself and
+// consume what was accepted.
+std::size_t echo(quic_stream& s) {
+  const auto view = s.readable();
+  const std::size_t n = s.write_some(view);
+  s.consume(n);
+  return n;
+}
+
+// Hands every unsent byte to "ngtcp2"; returns the first vector's address.
+const std::uint8_t* send_all(quic_stream& s) {
+  std::array<ngtcp2_vec, 8> vecs{};
+  bool fin = false;
+  const std::size_t count = s.gather(vecs.data(), vecs.size(), fin);
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < count; ++i) n += vecs[i].len;
+  s.on_written(n, false);
+  return count == 0 ? nullptr : vecs[0].base;
+}
+
+} // namespace
+
+TEST_CASE("quic_stream echoes from the received blocks and frees them once on acknowledgement",
+          "[quic_stream][echo]") {
+  idle_conn c;
+  block_pool pool;
+  send_budget budget{1 << 20, 0, false};
+  recorder owner;
+  quic_stream s(c.conn, 0, pool, 1 << 20, budget, owner);
+  const auto data = sequence(3000);
+
+  s.on_data(std::span(data).first(1200), false);
+  const std::uint8_t* received = s.readable().data();
+  CHECK(echo(s) == 1200);
+  CHECK(send_all(s) == received);                  // sent from the bytes received, not from a copy
+  s.on_data(std::span(data).subspan(1200), false); // the next packet goes into the same block
+  CHECK(s.readable().data() == received + 1200);
+  CHECK(echo(s) == 1800);
+  CHECK(send_all(s) == received + 1200);
+  CHECK(s.rx_buffered() == 0);
+  CHECK(s.tx_buffered() == 3000);
+  CHECK(budget.used == 3000);
+  CHECK(pool.in_use() == 1);
+
+  s.on_acked(1000);
+  CHECK(pool.in_use() == 1);
+  s.on_acked(2000);
+  CHECK(s.tx_buffered() == 0);
+  CHECK(pool.in_use() == 0); // both sides empty: an idle stream holds nothing
+  CHECK(pool.idle() == 1);   // returned once
+  CHECK(budget.used == 0);
+}
+
+TEST_CASE("quic_stream frees echoed blocks once when the stream is reset or closed",
+          "[quic_stream][echo]") {
+  idle_conn c;
+  block_pool pool;
+  send_budget budget{1 << 20, 0, false};
+  recorder owner;
+  const auto data = sequence(2 * block + 500);
+  const bool by_reset = GENERATE(true, false);
+  {
+    quic_stream s(c.conn, 0, pool, 1 << 20, budget, owner);
+    s.on_data(data, false);
+    // Echo part of it and send part of that: acked, sent, unsent and unread bytes at once.
+    CHECK(s.write_some(s.readable()) == block);
+    s.consume(block);
+    std::array<ngtcp2_vec, 8> vecs{};
+    bool fin = false;
+    REQUIRE(s.gather(vecs.data(), vecs.size(), fin) == 1);
+    s.on_written(1000, false);
+    s.on_acked(400);
+    CHECK(pool.in_use() == 3);
+    if (by_reset) {
+      s.on_reset(7);
+      s.reset_write(7);          // what the relay answers; ngtcp2 then closes the stream
+      CHECK(pool.in_use() == 3); // sent bytes stay until ngtcp2 lets go of the stream
+      s.on_closed(7);
+      CHECK(pool.in_use() == 0);
+      CHECK(budget.used == 0);
+    }
+  }
+  // The connection closed under it: the stream object goes with everything it held.
+  CHECK(pool.in_use() == 0);
+  CHECK(pool.idle() == 3);
+  CHECK(budget.used == 0);
 }

@@ -139,6 +139,8 @@ TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options
                                               {"--listen", "nowhere"},
                                               {"--idle-timeout", "5s"},
                                               {"--idle-timeout", "19s"},
+                                              {"--max-udp-payload", "1199"},
+                                              {"--max-udp-payload", "16385"},
                                               {"--cert", "x.pem"},
                                               {"--bogus"}}) {
     INFO(bad.front());

@@ -563,3 +563,36 @@ TEST_CASE("serve resets a second north stream with a match id already in use on 
   CHECK(rec.streams[second_north].data.empty()); // refused before any answer
   CHECK_FALSE(rec.streams[first].reset.has_value());
 }
+
+TEST_CASE("serve grows its datagrams as far as path MTU discovery and the client allow",
+          "[e2e][mtu]") {
+  // Loopback carries any size, so the limits decide: the server's --max-udp-payload and the
+  // client's max_udp_payload_size (what the probe sends and accepts alike).
+  struct sizes {
+    std::vector<std::string> serve_args;
+    std::size_t client_max;
+    std::size_t above; // the largest datagram received is bigger than this...
+    std::size_t most;  // ...and at most this
+  };
+  for (const sizes& c : {sizes{{}, 8952, 1452, 8952}, // jumbo frames: the default's reach
+                         sizes{{}, 1452, 1200, 1452}, // g3proxy's Ethernet-sized default
+                         sizes{{}, 1200, 0, 1200},    // a client that takes 1200 only
+                         sizes{{"--max-udp-payload", "4000"}, 8952, 1452, 4000},
+                         sizes{{"--max-udp-payload", "1200"}, 8952, 0, 1200}}) {
+    INFO("serve --max-udp-payload " << (c.serve_args.empty() ? "(default)" : c.serve_args[1])
+                                    << ", client " << c.client_max);
+    server_process srv(c.serve_args);
+    g3_client client(srv);
+    client.config.quic.max_udp_payload = c.client_max;
+    client.target(srv.address());
+    auto& conn = dial(client);
+    std::optional<task_result> done;
+    client.pool->submit_on(conn, plan(1, 8ull << 20), [&](const task_result& r) { done = r; });
+    REQUIRE(wait(
+        client, [&] { return done.has_value(); }, 60 * second));
+    require_all_ok({*done});
+    const std::size_t largest = conn.quic->stats().largest_packet_received;
+    CHECK(largest > c.above);
+    CHECK(largest <= c.most);
+  }
+}

@@ -52,3 +52,16 @@ TEST_CASE("pattern differs between seeds and along a stream", "[probe][pattern]"
   CHECK(a != c);
   CHECK(pattern(1).mismatch(0, b) != pattern::npos);
 }
+
+TEST_CASE("pattern finds bytes echoed from the wrong place, by a word, a line or more",
+          "[probe][pattern]") {
+  const pattern p(9);
+  const std::size_t shift = GENERATE(1u, 8u, 64u, 512u, 4096u);
+  std::vector<std::uint8_t> bytes(8192);
+  p.fill(shift, bytes); // what a server that skipped |shift| bytes would send back
+  CHECK(p.mismatch(0, bytes) == 0);
+  // And a long run of correct bytes from an unaligned offset still matches.
+  std::vector<std::uint8_t> right(8192);
+  p.fill(3 + shift, right);
+  CHECK(p.mismatch(3 + shift, right) == pattern::npos);
+}
