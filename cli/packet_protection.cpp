@@ -23,109 +23,89 @@ namespace {
 
 constexpr std::size_t tag_size = 16; // every QUIC AEAD (RFC 9001 §5.3)
 
-struct aead_state {
+// The state behind an AEAD or a header protection context: an expanded AES key (for GCM with
+// its GHASH key), or the ChaCha20 key, which has no schedule.
+struct cipher_state {
   bool chacha = false;
-  Aes aes;                                                        // AES-GCM: key schedule and H
-  std::array<std::uint8_t, CHACHA20_POLY1305_AEAD_KEYSIZE> key{}; // ChaCha20-Poly1305
+  Aes aes;
+  std::array<std::uint8_t, CHACHA_MAX_KEY_SZ> key{};
 };
+static_assert(CHACHA_MAX_KEY_SZ == CHACHA20_POLY1305_AEAD_KEYSIZE);
 
-struct hp_state {
-  bool chacha = false;
-  Aes aes;                                           // AES: the block cipher (ECB)
-  std::array<std::uint8_t, CHACHA_MAX_KEY_SZ> key{}; // ChaCha20
-};
+enum class use : std::uint8_t { aead, hp };
 
-const auto* evp(const void* handle) noexcept {
-  return static_cast<const WOLFSSL_EVP_CIPHER*>(handle);
+// |cipher| as ngtcp2_crypto_wolfssl names it: the AEAD (AES-GCM, ChaCha20-Poly1305) or, for
+// header protection, AES-CTR (standing for AES-ECB) or ChaCha20. Null for another cipher or
+// when wolfCrypt refuses the key.
+cipher_state* make_state(const void* handle, use u, const std::uint8_t* key) noexcept {
+  const auto* cipher = static_cast<const WOLFSSL_EVP_CIPHER*>(handle);
+  const bool aead = u == use::aead;
+  word32 key_size = 0;
+  if (cipher == (aead ? wolfSSL_EVP_aes_128_gcm() : wolfSSL_EVP_aes_128_ctr())) {
+    key_size = 16;
+  } else if (cipher == (aead ? wolfSSL_EVP_aes_256_gcm() : wolfSSL_EVP_aes_256_ctr())) {
+    key_size = 32;
+  } else if (cipher != (aead ? wolfSSL_EVP_chacha20_poly1305() : wolfSSL_EVP_chacha20())) {
+    return nullptr;
+  }
+  auto* st = new (std::nothrow) cipher_state;
+  if (!st) return nullptr;
+  st->chacha = key_size == 0;
+  if (st->chacha) {
+    std::memcpy(st->key.data(), key, st->key.size());
+    return st;
+  }
+  if (wc_AesInit(&st->aes, nullptr, INVALID_DEVID) != 0) {
+    delete st;
+    return nullptr;
+  }
+  if ((aead ? wc_AesGcmSetKey(&st->aes, key, key_size)
+            : wc_AesSetKey(&st->aes, key, key_size, nullptr, AES_ENCRYPTION)) != 0) {
+    wc_AesFree(&st->aes);
+    delete st;
+    return nullptr;
+  }
+  return st;
+}
+
+void free_state(void*& handle) noexcept {
+  auto* st = static_cast<cipher_state*>(handle);
+  if (!st) return;
+  if (!st->chacha) wc_AesFree(&st->aes);
+  ::explicit_bzero(st, sizeof *st);
+  delete st;
+  handle = nullptr;
 }
 
 } // namespace
 
 bool aead_ctx_init(ngtcp2_crypto_aead_ctx& ctx, const ngtcp2_crypto_aead& aead,
                    const std::uint8_t* key) noexcept {
-  const auto* cipher = evp(aead.native_handle);
-  word32 key_size = 0;
-  bool chacha = false;
-  if (cipher == wolfSSL_EVP_aes_128_gcm()) {
-    key_size = 16;
-  } else if (cipher == wolfSSL_EVP_aes_256_gcm()) {
-    key_size = 32;
-  } else if (cipher == wolfSSL_EVP_chacha20_poly1305()) {
-    chacha = true;
-  } else {
-    return false;
-  }
-  auto* st = new (std::nothrow) aead_state;
-  if (!st) return false;
-  st->chacha = chacha;
-  if (chacha) {
-    std::memcpy(st->key.data(), key, st->key.size());
-  } else if (wc_AesInit(&st->aes, nullptr, INVALID_DEVID) != 0) {
-    delete st;
-    return false;
-  } else if (wc_AesGcmSetKey(&st->aes, key, key_size) != 0) {
-    wc_AesFree(&st->aes);
-    delete st;
-    return false;
-  }
-  ctx.native_handle = st;
-  return true;
+  cipher_state* st = make_state(aead.native_handle, use::aead, key);
+  if (st) ctx.native_handle = st;
+  return st != nullptr;
 }
 
 bool hp_ctx_init(ngtcp2_crypto_cipher_ctx& ctx, const ngtcp2_crypto_cipher& hp,
                  const std::uint8_t* key) noexcept {
-  const auto* cipher = evp(hp.native_handle);
-  word32 key_size = 0;
-  bool chacha = false;
-  if (cipher == wolfSSL_EVP_aes_128_ctr()) {
-    key_size = 16;
-  } else if (cipher == wolfSSL_EVP_aes_256_ctr()) {
-    key_size = 32;
-  } else if (cipher == wolfSSL_EVP_chacha20()) {
-    chacha = true;
-  } else {
-    return false;
-  }
-  auto* st = new (std::nothrow) hp_state;
-  if (!st) return false;
-  st->chacha = chacha;
-  if (chacha) {
-    std::memcpy(st->key.data(), key, st->key.size());
-  } else if (wc_AesInit(&st->aes, nullptr, INVALID_DEVID) != 0) {
-    delete st;
-    return false;
-  } else if (wc_AesSetKey(&st->aes, key, key_size, nullptr, AES_ENCRYPTION) != 0) {
-    wc_AesFree(&st->aes);
-    delete st;
-    return false;
-  }
-  ctx.native_handle = st;
-  return true;
+  cipher_state* st = make_state(hp.native_handle, use::hp, key);
+  if (st) ctx.native_handle = st;
+  return st != nullptr;
 }
 
 void aead_ctx_free(ngtcp2_crypto_aead_ctx& ctx) noexcept {
-  auto* st = static_cast<aead_state*>(ctx.native_handle);
-  if (!st) return;
-  if (!st->chacha) wc_AesFree(&st->aes);
-  ::explicit_bzero(st, sizeof *st);
-  delete st;
-  ctx.native_handle = nullptr;
+  free_state(ctx.native_handle);
 }
 
 void hp_ctx_free(ngtcp2_crypto_cipher_ctx& ctx) noexcept {
-  auto* st = static_cast<hp_state*>(ctx.native_handle);
-  if (!st) return;
-  if (!st->chacha) wc_AesFree(&st->aes);
-  ::explicit_bzero(st, sizeof *st);
-  delete st;
-  ctx.native_handle = nullptr;
+  free_state(ctx.native_handle);
 }
 
 int encrypt_cb(std::uint8_t* dest, const ngtcp2_crypto_aead*,
                const ngtcp2_crypto_aead_ctx* aead_ctx, const std::uint8_t* plaintext,
                std::size_t plaintextlen, const std::uint8_t* nonce, std::size_t noncelen,
                const std::uint8_t* aad, std::size_t aadlen) {
-  auto* st = static_cast<aead_state*>(aead_ctx->native_handle);
+  auto* st = static_cast<cipher_state*>(aead_ctx->native_handle);
   const auto len = static_cast<word32>(plaintextlen);
   int rv = 0;
   if (st->chacha) {
@@ -145,7 +125,7 @@ int decrypt_cb(std::uint8_t* dest, const ngtcp2_crypto_aead*,
                const std::uint8_t* aad, std::size_t aadlen) {
   // A packet that fails to open is dropped (RFC 9001 §5.3), hence NGTCP2_ERR_DECRYPT.
   if (ciphertextlen < tag_size) return NGTCP2_ERR_DECRYPT;
-  auto* st = static_cast<aead_state*>(aead_ctx->native_handle);
+  auto* st = static_cast<cipher_state*>(aead_ctx->native_handle);
   const std::size_t len = ciphertextlen - tag_size;
   const std::uint8_t* tag = ciphertext + len;
   int rv = 0;
@@ -163,7 +143,7 @@ int decrypt_cb(std::uint8_t* dest, const ngtcp2_crypto_aead*,
 
 int hp_mask_cb(std::uint8_t* dest, const ngtcp2_crypto_cipher*,
                const ngtcp2_crypto_cipher_ctx* hp_ctx, const std::uint8_t* sample) {
-  auto* st = static_cast<hp_state*>(hp_ctx->native_handle);
+  auto* st = static_cast<cipher_state*>(hp_ctx->native_handle);
   if (st->chacha) {
     // RFC 9001 §5.4.4: counter = sample[0..3] (little-endian), nonce = sample[4..15], five
     // bytes of key stream.
