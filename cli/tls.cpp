@@ -181,6 +181,15 @@ bool take_remote_transport_params(ngtcp2_conn* conn, WOLFSSL* ssl) {
   return true;
 }
 
+// Our transport parameters to TLS: the server's EncryptedExtensions, the client's ClientHello.
+bool give_local_transport_params(ngtcp2_conn* conn, WOLFSSL* ssl) {
+  std::array<std::uint8_t, 256> params{};
+  const ngtcp2_ssize n =
+      ngtcp2_conn_encode_local_transport_params(conn, params.data(), params.size());
+  return n >= 0 && wolfSSL_set_quic_transport_params(
+                       ssl, params.data(), static_cast<std::size_t>(n)) == WOLFSSL_SUCCESS;
+}
+
 // What ngtcp2_crypto_derive_and_install_rx_key / _tx_key do, step for step.
 bool install_secret(WOLFSSL* ssl, ngtcp2_conn* conn, ngtcp2_encryption_level level, bool rx,
                     const std::uint8_t* secret, std::size_t secretlen) {
@@ -245,15 +254,8 @@ bool install_secret(WOLFSSL* ssl, ngtcp2_conn* conn, ngtcp2_encryption_level lev
         ok = ngtcp2_conn_install_rx_handshake_key(conn, &aead_ctx, iv.data(), ivlen, &hp_ctx) == 0;
       } else {
         ok = ngtcp2_conn_install_tx_handshake_key(conn, &aead_ctx, iv.data(), ivlen, &hp_ctx) == 0;
-        if (ok && server) {
-          // The server's transport parameters go into its EncryptedExtensions.
-          std::array<std::uint8_t, 256> params{};
-          const ngtcp2_ssize n =
-              ngtcp2_conn_encode_local_transport_params(conn, params.data(), params.size());
-          if (n < 0 || wolfSSL_set_quic_transport_params(
-                           ssl, params.data(), static_cast<std::size_t>(n)) != WOLFSSL_SUCCESS) {
-            return false; // the keys are installed: the connection owns and frees them
-          }
+        if (ok && server && !give_local_transport_params(conn, ssl)) {
+          return false; // the keys are installed: the connection owns and frees them
         }
       }
       break;
@@ -645,16 +647,11 @@ int client_initial_cb(ngtcp2_conn* conn, void*) {
   // What ngtcp2_crypto_client_initial_cb does: the Initial keys, the client's transport
   // parameters into its ClientHello, and the ClientHello itself.
   auto* ssl = static_cast<WOLFSSL*>(ngtcp2_conn_get_tls_native_handle(conn));
-  std::array<std::uint8_t, 256> params{};
   if (!install_initial_keys(conn, ngtcp2_conn_get_client_chosen_version(conn),
                             *ngtcp2_conn_get_dcid(conn))) {
     return NGTCP2_ERR_CALLBACK_FAILURE;
   }
-  const ngtcp2_ssize n =
-      ngtcp2_conn_encode_local_transport_params(conn, params.data(), params.size());
-  if (n < 0 ||
-      wolfSSL_set_quic_transport_params(ssl, params.data(), static_cast<std::size_t>(n)) !=
-          WOLFSSL_SUCCESS ||
+  if (!give_local_transport_params(conn, ssl) ||
       ngtcp2_crypto_read_write_crypto_data(conn, NGTCP2_ENCRYPTION_LEVEL_INITIAL, nullptr, 0) !=
           0) {
     return NGTCP2_ERR_CALLBACK_FAILURE;

@@ -176,6 +176,18 @@ struct hand_stream {
 
 using conn_type = detour::io::server_connection<detour::io::pipe_end>;
 
+// Opens |north| on |conn| with the north header of |spec| and answers it with continue: the
+// task then waits for its south stream.
+template <class Connection>
+auto proceed_north(Connection& conn, hand_stream& north, const task_spec& spec, std::uint64_t now) {
+  north.send(detour::test::north_bytes(spec));
+  const auto n = conn.open(north.server(), now);
+  REQUIRE(n);
+  REQUIRE(conn.step(*n, now) == stream_status::decision);
+  REQUIRE(conn.decide(*n, action::proceed, now) == stream_status::active);
+  return n;
+}
+
 } // namespace
 
 TEST_CASE("server_connection with accept_south_first pairs a south stream that arrives before its "
@@ -261,10 +273,7 @@ TEST_CASE("server_connection refuses at once a south stream whose match id has n
   }
   SECTION("the south stream of a north stream that already ended normally still pairs") {
     hand_stream north, south;
-    north.send(detour::test::north_bytes(task_spec{.match_id = 5}));
-    const auto n = conn.open(north.server(), 0);
-    REQUIRE(conn.step(*n, 0) == stream_status::decision);
-    REQUIRE(conn.decide(*n, action::proceed, 0) == stream_status::active);
+    const auto n = proceed_north(conn, north, task_spec{.match_id = 5}, 0);
     (void)north.received();
     north.client().close_write();
     REQUIRE(conn.step(*n, 1) == stream_status::done);
@@ -303,10 +312,7 @@ TEST_CASE("server_connection expires a north stream whose south never comes",
           "[server_connection][expiry]") {
   conn_type conn(50);
   hand_stream north;
-  north.send(detour::test::north_bytes(task_spec{.match_id = 1}));
-  const auto n = conn.open(north.server(), 10);
-  REQUIRE(conn.step(*n, 10) == stream_status::decision);
-  REQUIRE(conn.decide(*n, action::proceed, 10) == stream_status::active);
+  const auto n = proceed_north(conn, north, task_spec{.match_id = 1}, 10);
   REQUIRE(conn.next_expiry() == std::optional<std::uint64_t>(60));
   conn.expire(59);
   CHECK(conn.status(*n) == stream_status::active);
@@ -347,10 +353,7 @@ TEST_CASE("server_connection aborts the partner of a stream the peer reset",
           "[server_connection][reset]") {
   conn_type conn(100);
   hand_stream north, south;
-  north.send(detour::test::north_bytes(task_spec{.match_id = 4}));
-  const auto n = conn.open(north.server(), 0);
-  REQUIRE(conn.step(*n, 0) == stream_status::decision);
-  REQUIRE(conn.decide(*n, action::proceed, 0) == stream_status::active);
+  const auto n = proceed_north(conn, north, task_spec{.match_id = 4}, 0);
   south.send(detour::test::south_bytes(4));
   const auto s = conn.open(south.server(), 0);
   REQUIRE(conn.step(*s, 0) == stream_status::active);
@@ -369,11 +372,8 @@ TEST_CASE("server_connection keeps a north request alive while its south stream 
           "[server_connection][lifetime]") {
   conn_type conn(100);
   hand_stream north, south;
-  north.send(
-      detour::test::north_bytes(task_spec{.match_id = 4, .upstream = "imap.example.org:993"}));
-  const auto n = conn.open(north.server(), 0);
-  REQUIRE(conn.step(*n, 0) == stream_status::decision);
-  REQUIRE(conn.decide(*n, action::proceed, 0) == stream_status::active);
+  const auto n =
+      proceed_north(conn, north, task_spec{.match_id = 4, .upstream = "imap.example.org:993"}, 0);
   south.send(detour::test::south_bytes(4));
   const auto s = conn.open(south.server(), 0);
   REQUIRE(conn.step(*s, 0) == stream_status::active);
@@ -405,11 +405,7 @@ TEST_CASE("server_connection holds no storage until a task needs it, gives it ba
   // One whole task: both streams echo, both end normally, both are released.
   const auto run_task = [&](std::uint16_t match_id, std::uint64_t now) {
     hand_stream north, south;
-    north.send(detour::test::north_bytes(task_spec{.match_id = match_id}));
-    const auto n = conn.open(north.server(), now);
-    REQUIRE(n);
-    REQUIRE(conn.step(*n, now) == stream_status::decision);
-    REQUIRE(conn.decide(*n, action::proceed, now) == stream_status::active);
+    const auto n = proceed_north(conn, north, task_spec{.match_id = match_id}, now);
     CHECK(conn.pairing().storage_bytes() > 0);
     south.send(detour::test::south_bytes(match_id));
     const auto s = conn.open(south.server(), now);
@@ -453,10 +449,7 @@ TEST_CASE("server_connection does not trim while an ended north stream waits for
           "[server_connection][memory]") {
   conn_type conn(100);
   hand_stream north, south;
-  north.send(detour::test::north_bytes(task_spec{.match_id = 9}));
-  const auto n = conn.open(north.server(), 0);
-  REQUIRE(conn.step(*n, 0) == stream_status::decision);
-  REQUIRE(conn.decide(*n, action::proceed, 0) == stream_status::active);
+  const auto n = proceed_north(conn, north, task_spec{.match_id = 9}, 0);
   (void)north.received();
   north.client().close_write();
   REQUIRE(conn.step(*n, 1) == stream_status::done);
@@ -713,10 +706,7 @@ TEST_CASE("an inspection hook that ends a task fails both of its streams",
           "[server_connection][inspect]") {
   detour::io::server_connection<detour::io::pipe_end, std::uint64_t, quit_guard> conn(100);
   hand_stream north, south;
-  north.send(detour::test::north_bytes(task_spec{.match_id = 1}));
-  const auto n = conn.open(north.server(), 0);
-  REQUIRE(conn.step(*n, 0) == stream_status::decision);
-  REQUIRE(conn.decide(*n, action::proceed, 0) == stream_status::active);
+  const auto n = proceed_north(conn, north, task_spec{.match_id = 1}, 0);
   south.send(detour::test::south_bytes(1));
   const auto s = conn.open(south.server(), 0);
   REQUIRE(conn.step(*s, 0) == stream_status::active);
