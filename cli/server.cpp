@@ -137,9 +137,16 @@ bool server::forward_to_owner(endpoint& ep, const received_datagram& d,
   // Initial and 0-RTT packets carry the client's own random DCID until it learns ours (RFC
   // 9000 §7.2), and a client does not migrate before the handshake (§9): whoever receives
   // them accepts. Every other packet names its connection with an ID of ours.
-  const bool long_header = (pkt[0] & 0x80) != 0;
-  const unsigned type = (pkt[0] & 0x30) >> 4; // QUIC v1 long packet types (§17.2)
-  if (long_header && (type == 0 || type == 1)) return false;
+  if ((pkt[0] & 0x80) != 0) {
+    const std::uint32_t version = std::uint32_t{pkt[1]} << 24 | std::uint32_t{pkt[2]} << 16 |
+                                  std::uint32_t{pkt[3]} << 8 | pkt[4];
+    // QUIC v1 numbers Initial 0 and 0-RTT 1 (RFC 9000 §17.2); v2 numbers them 1 and 2 (RFC
+    // 9369 §3.2), and its Handshake packets, type 3, carry our ID.
+    const unsigned type = (pkt[0] & 0x30) >> 4;
+    const bool client_chosen =
+        version == NGTCP2_PROTO_VER_V2 ? (type == 1 || type == 2) : (type == 0 || type == 1);
+    if (client_chosen) return false;
+  }
   const std::size_t owner = dcid[0];
   if (owner == index_ || owner >= group_.workers) return false;
   forwarded_datagram f;
