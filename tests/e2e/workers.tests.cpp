@@ -10,6 +10,8 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <poll.h>
+
 #include <csignal>
 #include <set>
 
@@ -124,23 +126,25 @@ TEST_CASE("serve --workers 2 routes the packets of a connection whose address ch
 TEST_CASE("serve --workers 2 drains on SIGTERM: tasks on both workers finish, then exit 0",
           "[e2e][workers][drain]") {
   server_process srv({"--workers", "2", "--log-level", "debug"});
-  g3_client client(srv, trusting(srv), std::nullopt, 16, 1);
-  std::vector<task_result> results(16);
+  // 32 tasks on 32 connections from 32 source ports: all on one worker has a chance of 2^-31.
+  constexpr std::size_t n = 32;
+  g3_client client(srv, trusting(srv), std::nullopt, n, 1);
+  std::vector<task_result> results(n);
   std::size_t done = 0;
-  for (std::uint64_t i = 0; i < 16; ++i) {
-    client.pool->submit(plan(i, 4 << 20), [&, i](const task_result& r) {
+  for (std::uint64_t i = 0; i < n; ++i) {
+    client.pool->submit(plan(i, 2 << 20), [&, i](const task_result& r) {
       results[i] = r;
       ++done;
     });
   }
-  REQUIRE(client.pool->run_until([&] { return srv.find_lines({"task.start"}).size() == 16; },
+  REQUIRE(client.pool->run_until([&] { return srv.find_lines({"task.start"}).size() == n; },
                                  cli::monotonic_now() + 20 * second));
-  REQUIRE(done < 16);
+  REQUIRE(done < n);
   CHECK(workers_in(srv.find_lines({"task.start"})) == std::set<int>{0, 1});
   srv.signal(SIGTERM);
   REQUIRE(srv.wait_for_line({"server.draining", "worker=0"}));
   REQUIRE(srv.wait_for_line({"server.draining", "worker=1"}));
-  REQUIRE(client.pool->run_until([&] { return done == 16; }, cli::monotonic_now() + 60 * second));
+  REQUIRE(client.pool->run_until([&] { return done == n; }, cli::monotonic_now() + 60 * second));
   require_all_ok(results);
   client.pool->shutdown("done");
   CHECK(srv.wait_exit(40 * second) == 0);
@@ -161,4 +165,57 @@ TEST_CASE("serve --workers 2 refuses a port another server holds instead of shar
   CHECK(refused.output.find("bind 127.0.0.1:" + port) != std::string::npos);
   CHECK(refused.output.find("server.listening") == std::string::npos);
   CHECK(first.running());
+}
+
+TEST_CASE("serve --workers 2 keeps 0-RTT packets of QUIC v1 and v2 on the worker they reach",
+          "[e2e][workers][quic]") {
+  // Initial and 0-RTT packets carry the client's own DCID, whose first byte names no worker;
+  // the other packets carry ours, whose first byte does. QUIC v2 numbers the long-header types
+  // differently from v1 (RFC 9369 §3.2): its 0-RTT has v1's Handshake type.
+  server_process srv({"--workers", "2", "--log-level", "debug"});
+  auto sock = cli::udp_socket::connected(srv.address());
+  const auto datagram = [](std::uint8_t first, std::uint8_t dcid0) {
+    std::vector<std::uint8_t> pkt(1200, 0);
+    pkt[0] = first;
+    const std::size_t at = (first & 0x80) != 0 ? 6 : 1; // the DCID
+    pkt[at] = dcid0;
+    for (std::size_t i = at + 1; i < at + 18; ++i) pkt[i] = static_cast<std::uint8_t>(i * 37);
+    if ((first & 0x80) != 0) pkt[5] = 18; // DCID length: that of the server's own IDs
+    return pkt;
+  };
+  const auto long_header = [&](std::uint8_t first, std::uint32_t version, std::uint8_t dcid0) {
+    auto pkt = datagram(first, dcid0);
+    for (int i = 0; i < 4; ++i) pkt[1 + i] = static_cast<std::uint8_t>(version >> (24 - 8 * i));
+    pkt[24] = 8; // SCID length
+    return pkt;
+  };
+  std::vector<std::vector<std::uint8_t>> sends;
+  // Each pair names both workers: one of the two is not the receiving worker.
+  for (std::uint8_t w = 0; w < 2; ++w) {
+    sends.push_back(long_header(0xd0, 0x00000001, w)); // v1 0-RTT (type 1)
+    sends.push_back(long_header(0xe0, 0x6b3343cf, w)); // v2 0-RTT (type 2)
+  }
+  // Then short-header packets for connections nobody has, naming each worker: the receiving
+  // worker answers one with a stateless reset and forwards the other to its owner, which
+  // answers it. Same socket, same receiving worker, in order: two resets back mean every
+  // packet before them was handled.
+  sends.push_back(datagram(0x40, 0));
+  sends.push_back(datagram(0x40, 1));
+  for (const auto& pkt : sends) {
+    REQUIRE(sock.send(nullptr, nullptr, pkt, pkt.size()).bytes_sent == pkt.size());
+  }
+  cli::receive_batch batch(4);
+  std::size_t resets = 0;
+  const cli::timestamp give_up = cli::monotonic_now() + 10 * second;
+  while (resets < 2 && cli::monotonic_now() < give_up) {
+    pollfd p{sock.fd(), POLLIN, 0};
+    ::poll(&p, 1, 50);
+    resets += sock.receive(batch);
+  }
+  REQUIRE(resets == 2);
+  // Only the short-header packet naming the other worker went there.
+  const auto forwarded = srv.find_lines({"packet.forwarded"});
+  for (const auto& l : forwarded) UNSCOPED_INFO(l);
+  CHECK(forwarded.size() == 1);
+  CHECK(srv.running());
 }
