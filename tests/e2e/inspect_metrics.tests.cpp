@@ -87,6 +87,14 @@ TEST_CASE("serve --metrics counts exactly the work done, by protocol, action and
   // The client saw every task end; the server logs each end as its last stream closes.
   const auto ended = [&] { return srv.find_lines({"task.end"}).size() == plans.size(); };
   REQUIRE(poll_until(client, ended, cli::monotonic_now() + 20 * second));
+  // The pool replaces connections that reached their reuse limit as soon as their last task
+  // starts: a replacement may still be in its handshake, already counted by the server (it
+  // counts a connection when it accepts its Initial) and not yet by the client.
+  const auto settled = [&] {
+    const auto& st = client.pool->stats();
+    return st.handshakes + st.connect_failures == st.connections_opened;
+  };
+  REQUIRE(poll_until(client, settled, cli::monotonic_now() + 20 * second));
 
   const std::string m = scrape(address);
   INFO(m);
