@@ -444,7 +444,7 @@ void quic_connection::on_socket(std::uint32_t events) {
     if (!blocked_.empty()) {
       std::vector<std::uint8_t> pending;
       pending.swap(blocked_);
-      if (!send_packets(pending, blocked_segment_)) return;
+      if (!send_packets(pending, blocked_segment_, blocked_ecn_)) return;
     }
     if (blocked_.empty() && watch_) watch_->set_events(EPOLLIN);
   }
@@ -469,6 +469,7 @@ void quic_connection::read_datagrams() {
       for (std::size_t at = 0; at < d.data.size(); at += d.segment_size) {
         const std::size_t len = std::min(d.segment_size, d.data.size() - at);
         ++stats_.packets_received;
+        ++stats_.ecn_received[d.ecn & 3U];
         stats_.largest_packet_received = std::max(stats_.largest_packet_received, len);
         const int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, d.data.data() + at, len, now);
         if (rv != 0) {
@@ -510,6 +511,7 @@ void quic_connection::flush() {
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
   std::size_t used = 0, packets = 0, segment = 0, total_packets = 0;
+  unsigned ecn = 0; // of the train: all its datagrams carry the same IP header bits
   std::size_t next = 0; // position in sendq_ (streams that cannot progress are skipped)
   std::array<std::span<const std::uint8_t>, max_vecs> spans{};
   std::array<ngtcp2_vec, max_vecs> vecs{};
@@ -574,26 +576,30 @@ void quic_connection::flush() {
     }
     if (n == 0) break; // nothing more now (congestion window, pacing, or all sent)
     const auto size = static_cast<std::size_t>(n);
-    if (packets > 0 && size > segment) {
-      // A train's segments must not grow: send the train, keep this packet as the next one.
-      if (!send_packets({txbuf_.data(), used}, segment)) return;
+    if (packets > 0 && (size > segment || pi.ecn != ecn)) {
+      // A train's segments must not grow nor change their ECN bits: send the train, keep this
+      // packet as the next one.
+      if (!send_packets({txbuf_.data(), used}, segment, ecn)) return;
       std::memmove(txbuf_.data(), txbuf_.data() + used, size);
       used = 0;
       packets = 0;
     }
-    if (packets == 0) segment = size;
+    if (packets == 0) {
+      segment = size;
+      ecn = pi.ecn;
+    }
     used += size;
     ++packets;
     ++total_packets;
     if (size < segment || total_packets == max_packets) {
-      if (!send_packets({txbuf_.data(), used}, segment)) return;
+      if (!send_packets({txbuf_.data(), used}, segment, ecn)) return;
       used = 0;
       packets = 0;
     }
     // One send quantum per call: pacing and the timer bring us back for the rest.
     if (total_packets == max_packets) break;
   }
-  if (used > 0 && !send_packets({txbuf_.data(), used}, segment)) return;
+  if (used > 0 && !send_packets({txbuf_.data(), used}, segment, ecn)) return;
   ngtcp2_conn_update_pkt_tx_time(conn_, ts);
   arm_timer();
   // Told after the write loop, so that observers never run inside it.
@@ -601,12 +607,16 @@ void quic_connection::flush() {
     if (stream* st = find(id); st && st->observer) st->observer->on_stop_sending(id, std::nullopt);
 }
 
-bool quic_connection::send_packets(std::span<const std::uint8_t> data, std::size_t segment) {
-  stats_.packets_sent += (data.size() + segment - 1) / segment;
-  const send_result r = socket_.send(nullptr, nullptr, data, segment);
+bool quic_connection::send_packets(std::span<const std::uint8_t> data, std::size_t segment,
+                                   unsigned ecn) {
+  const std::size_t count = (data.size() + segment - 1) / segment;
+  stats_.packets_sent += count;
+  stats_.ecn_sent[ecn & 3U] += count;
+  const send_result r = socket_.send(nullptr, nullptr, data, segment, ecn);
   if (r.blocked) {
     blocked_.assign(data.begin() + static_cast<std::ptrdiff_t>(r.bytes_sent), data.end());
     blocked_segment_ = segment;
+    blocked_ecn_ = ecn;
     if (watch_) watch_->set_events(EPOLLIN | EPOLLOUT);
     arm_timer();
     return false;

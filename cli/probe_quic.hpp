@@ -11,6 +11,7 @@
 #include "tls.hpp"
 #include "udp.hpp"
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -133,6 +134,11 @@ struct connection_stats {
   std::uint64_t packets_received = 0;
   std::uint64_t key_updates = 0; ///< key updates this client started (quic_config)
   std::size_t largest_packet_received = 0; ///< UDP payload bytes of the largest QUIC packet
+  /// Packets by the ECN codepoint of their IP header (0 not-ECT, 1 ECT(1), 2 ECT(0), 3 CE). We
+  /// mark what ngtcp2 asks for, as quinn does: ECT(0) while it validates the path's ECN (RFC
+  /// 9000 §13.4.2) and on after, when the server's ACKs count the marks.
+  std::array<std::uint64_t, 4> ecn_sent{};
+  std::array<std::uint64_t, 4> ecn_received{};
 };
 
 /// One client connection. Create it, call connect(), then drive it from the event loop; every
@@ -227,7 +233,7 @@ private:
   void on_timer();
   void arm_timer();
   void queue(stream& s);
-  bool send_packets(std::span<const std::uint8_t> data, std::size_t segment);
+  bool send_packets(std::span<const std::uint8_t> data, std::size_t segment, unsigned ecn);
   void fail_with(int liberr);
   void set_closed(close_info::cause by, std::string reason);
   void finish_close();
@@ -259,6 +265,7 @@ private:
   std::vector<std::uint8_t> txbuf_;
   std::vector<std::uint8_t> blocked_; // datagrams the socket refused; resent on EPOLLOUT
   std::size_t blocked_segment_ = 0;
+  unsigned blocked_ecn_ = 0;
 };
 
 } // namespace detour::cli::probe

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Tests of cli/udp.hpp on loopback: address parsing, a GSO train arriving byte-exact (coalesced
-// by GRO or not), the local address of a wildcard listener, connected client sockets.
+// by GRO or not), ECN codepoints, the local address of a wildcard listener, connected client
+// sockets.
 #include "udp.hpp"
 
 #include <catch2/catch_test_macros.hpp>
@@ -156,6 +157,50 @@ TEST_CASE("udp_socket works over IPv6 loopback", "[udp][ipv6]") {
   const auto got = receive_datagrams(server, payload.size());
   REQUIRE(got.size() == 1);
   CHECK(got[0] == payload);
+}
+
+TEST_CASE("udp_socket carries each ECN codepoint both ways, IPv4 and IPv6, with GSO or not",
+          "[udp][ecn]") {
+  // QUIC's congestion signal (RFC 9000 §13.4): the two ECN bits set on send arrive with the
+  // datagram, and a GSO train keeps them on every datagram.
+  for (const char* address : {"127.0.0.1:0", "[::1]:0"}) {
+    for (const bool gso : {true, false}) {
+      udp_options options;
+      options.enable_gso = gso;
+      options.enable_gro = gso;
+      auto server = udp_socket::bound(*socket_address::parse(address), options);
+      auto client = udp_socket::connected(server.local_address(), options);
+      for (const unsigned ecn : {0U, 1U, 2U, 3U}) {
+        INFO(address << (gso ? " GSO" : " no GSO") << " ECN " << ecn);
+        const std::vector<std::uint8_t> train(2 * 1200, static_cast<std::uint8_t>(ecn));
+        REQUIRE(client.send(nullptr, nullptr, train, 1200, ecn).bytes_sent == train.size());
+        receive_batch batch(8);
+        std::size_t bytes = 0;
+        for (int round = 0; round < 500 && bytes < train.size(); ++round) {
+          pollfd p{server.fd(), POLLIN, 0};
+          ::poll(&p, 1, 10);
+          server.receive(batch);
+          for (const auto& d : batch.datagrams()) {
+            CHECK(d.ecn == ecn);
+            bytes += d.data.size();
+          }
+        }
+        CHECK(bytes == train.size());
+        // And back, from the listener to the client's connected socket.
+        REQUIRE(server.send(&client.local_address(), nullptr, {train.data(), 100}, 100, ecn)
+                    .bytes_sent == 100);
+        bool answered = false;
+        for (int round = 0; round < 500 && !answered; ++round) {
+          pollfd p{client.fd(), POLLIN, 0};
+          ::poll(&p, 1, 10);
+          if (client.receive(batch) == 0) continue;
+          answered = true;
+          CHECK(batch.datagrams()[0].ecn == ecn);
+        }
+        CHECK(answered);
+      }
+    }
+  }
 }
 
 TEST_CASE("udp_socket refuses a port in use and names the address", "[udp]") {

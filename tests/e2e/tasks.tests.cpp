@@ -596,3 +596,32 @@ TEST_CASE("serve grows its datagrams as far as path MTU discovery and the client
     CHECK(largest <= c.most);
   }
 }
+
+TEST_CASE("serve takes part in ECN: it counts the client's marks and marks its own packets",
+          "[e2e][ecn]") {
+  // RFC 9000 §13.4: each side marks its packets ECT(0) while it validates the path, and keeps
+  // marking only if the peer's ACK frames count the marks it received. So a client still
+  // marking after the first few packets means the server read the IP header bits and reported
+  // them; packets from the server marked beyond its own validation mean the server sends them.
+  server_process srv;
+  g3_client client(srv);
+  client.target(srv.address());
+  auto& conn = dial(client);
+  std::optional<task_result> done;
+  client.pool->submit_on(conn, plan(1, 4ull << 20), [&](const task_result& r) { done = r; });
+  REQUIRE(wait(
+      client, [&] { return done.has_value(); }, 60 * second));
+  require_all_ok({*done});
+  const auto& st = conn.quic->stats();
+  INFO("client sent by ECN codepoint " << st.ecn_sent[0] << " " << st.ecn_sent[1] << " "
+                                       << st.ecn_sent[2] << " " << st.ecn_sent[3]
+                                       << "; received " << st.ecn_received[0] << " "
+                                       << st.ecn_received[1] << " " << st.ecn_received[2] << " "
+                                       << st.ecn_received[3]);
+  // ngtcp2 validates with 10 marked packets (NGTCP2_ECN_MAX_NUM_VALIDATION_PKTS); 4 MiB each
+  // way is thousands of packets.
+  CHECK(st.ecn_sent[2] > 100);
+  CHECK(st.ecn_received[2] > 100);
+  CHECK(st.ecn_received[2] * 10 > st.packets_received * 9);
+  CHECK(st.ecn_received[1] + st.ecn_received[3] == 0);
+}
