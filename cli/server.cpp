@@ -246,22 +246,23 @@ void server::accept(endpoint& ep, const received_datagram& d, std::span<const st
 void server::send_version_negotiation(endpoint& ep, const received_datagram& d,
                                       std::span<const std::uint8_t> dcid,
                                       std::span<const std::uint8_t> scid) {
-  // RFC 9000 §6.1: list what we support (QUIC v1) plus a reserved version to keep clients
-  // honest (RFC 9000 §15, 0x?a?a?a?a).
+  // RFC 9000 §6.1: list what we support (QUIC v1, and v2 of RFC 9369, whose Initials ngtcp2
+  // accepts as well) plus a reserved version to keep clients honest (§15, 0x?a?a?a?a).
   std::array<std::uint8_t, 4> r{};
   fill_random(r);
   const std::uint32_t reserved =
       ((std::uint32_t{r[0]} << 24 | std::uint32_t{r[1]} << 16 | std::uint32_t{r[2]} << 8 | r[3]) &
        0xf0f0f0f0u) |
       0x0a0a0a0au;
-  const std::uint32_t versions[] = {reserved, NGTCP2_PROTO_VER_V1};
+  const std::uint32_t versions[] = {reserved, NGTCP2_PROTO_VER_V1, NGTCP2_PROTO_VER_V2};
   std::array<std::uint8_t, NGTCP2_MAX_UDP_PAYLOAD_SIZE> buf{};
   std::uint8_t unused = 0;
   fill_random({&unused, 1});
   // The client's SCID becomes our DCID and vice versa (§17.2.1).
   const ngtcp2_ssize n =
       ngtcp2_pkt_write_version_negotiation(buf.data(), buf.size(), unused, scid.data(), scid.size(),
-                                           dcid.data(), dcid.size(), versions, 2);
+                                           dcid.data(), dcid.size(), versions,
+                                           std::size(versions));
   if (n <= 0) return;
   ++stats_.version_negotiations;
   (void)send(ep, d.remote, d.local, {buf.data(), static_cast<std::size_t>(n)},

@@ -40,7 +40,7 @@ std::uint32_t load32(const std::uint8_t* p) {
 
 } // namespace
 
-TEST_CASE("serve answers an unknown QUIC version with a version negotiation listing v1",
+TEST_CASE("serve answers an unknown QUIC version with a version negotiation listing v1 and v2",
           "[e2e][quic][version]") {
   server_process srv;
   auto client = cli::udp_socket::connected(srv.address());
@@ -67,13 +67,15 @@ TEST_CASE("serve answers an unknown QUIC version with a version negotiation list
   CHECK(std::equal(scid.begin(), scid.end(), vn->begin() + 6));
   REQUIRE((*vn)[10] == 8); // SCID = the client's DCID
   CHECK(std::equal(dcid.begin(), dcid.end(), vn->begin() + 11));
-  bool has_v1 = false;
+  bool has_v1 = false, has_v2 = false;
   for (std::size_t off = 19; off + 4 <= vn->size(); off += 4) {
     const std::uint32_t v = load32(vn->data() + off);
     has_v1 = has_v1 || v == 1;
+    has_v2 = has_v2 || v == 0x6b3343cf; // RFC 9369
     CHECK(v != 0x1a2a3a4a);
   }
   CHECK(has_v1);
+  CHECK(has_v2);
 }
 
 TEST_CASE("serve answers a short-header packet for an unknown connection with a stateless reset",
