@@ -100,6 +100,20 @@ with tempfile.TemporaryDirectory() as tmp:
             dump = subprocess.run(args, capture_output=True, check=True).stdout
             expect(f"real {tool}", ["-"], 0, ["detour north request", "then 5 bytes of relay data"], stdin=dump)
 
+    # A full last line whose ASCII column is itself made of hex digits ("0123456789abcdef"):
+    # still an ASCII column, not 8 more bytes.
+    relay = b"0123456789abcdef"[:16 - len(NORTH) % 16] + b"0123456789abcdef"
+    data = NORTH + relay
+    xxd = ""
+    for off in range(0, len(data), 16):
+        chunk = data[off:off + 16]
+        ascii_col = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        groups = " ".join(chunk[i:i + 2].hex() for i in range(0, len(chunk), 2))
+        xxd += f"{off:08x}: {groups:<39}  {ascii_col}\n"
+    check("hex-looking ASCII column: a full last line", len(data) % 16 == 0, xxd)
+    expect("xxd format, hex-looking ASCII column", ["-"], 0,
+           ["detour north request", f"then {len(relay)} bytes of relay data"], stdin=xxd.encode())
+
 # tcpdump -X and tshark -x (written here as those tools print them): a whole captured packet,
 # IPv4 + TCP headers (40 bytes) before the PROXY header, found by its signature.
 packet = bytes.fromhex("4500004d00004000400600007f0000017f000001c35001bb00000000000000005018ffff00000000") + SOUTH
