@@ -34,6 +34,16 @@ bool wait(g3_client& c, const std::function<bool()>& done, cli::timestamp timeou
   return c.pool->run_until(done, cli::monotonic_now() + timeout);
 }
 
+// Runs |p| on |conn| and requires it to pass within |timeout|.
+void run_on(g3_client& c, cli::probe::pooled_connection& conn, const cli::probe::task_plan& p,
+            cli::timestamp timeout) {
+  std::optional<task_result> done;
+  c.pool->submit_on(conn, p, [&](const task_result& r) { done = r; });
+  REQUIRE(wait(
+      c, [&] { return done.has_value(); }, timeout));
+  require_all_ok({*done});
+}
+
 std::vector<std::uint8_t> bytes_of(std::string_view s) {
   return {s.begin(), s.end()};
 }
@@ -537,11 +547,7 @@ TEST_CASE("serve refuses at once a south stream whose match id has no task on th
   CHECK(srv.wait_for_line(
       {"stream.error", "match=48879", "kind=south", "error=unknown_match_id", "code=297"}));
   // The connection serves a task afterwards.
-  std::optional<task_result> after;
-  client.pool->submit_on(conn, plan(1), [&](const task_result& r) { after = r; });
-  REQUIRE(wait(
-      client, [&] { return after.has_value(); }, 30 * second));
-  require_all_ok({*after});
+  run_on(client, conn, plan(1), 30 * second);
 }
 
 TEST_CASE("serve resets a second north stream with a match id already in use on the connection",
@@ -586,11 +592,7 @@ TEST_CASE("serve grows its datagrams as far as path MTU discovery and the client
     client.config.quic.max_udp_payload = c.client_max;
     client.target(srv.address());
     auto& conn = dial(client);
-    std::optional<task_result> done;
-    client.pool->submit_on(conn, plan(1, 8ull << 20), [&](const task_result& r) { done = r; });
-    REQUIRE(wait(
-        client, [&] { return done.has_value(); }, 60 * second));
-    require_all_ok({*done});
+    run_on(client, conn, plan(1, 8ull << 20), 60 * second);
     const std::size_t largest = conn.quic->stats().largest_packet_received;
     CHECK(largest > c.above);
     CHECK(largest <= c.most);
@@ -607,11 +609,7 @@ TEST_CASE("serve takes part in ECN: it counts the client's marks and marks its o
   g3_client client(srv);
   client.target(srv.address());
   auto& conn = dial(client);
-  std::optional<task_result> done;
-  client.pool->submit_on(conn, plan(1, 4ull << 20), [&](const task_result& r) { done = r; });
-  REQUIRE(wait(
-      client, [&] { return done.has_value(); }, 60 * second));
-  require_all_ok({*done});
+  run_on(client, conn, plan(1, 4ull << 20), 60 * second);
   const auto& st = conn.quic->stats();
   INFO("client sent by ECN codepoint " << st.ecn_sent[0] << " " << st.ecn_sent[1] << " "
                                        << st.ecn_sent[2] << " " << st.ecn_sent[3]
