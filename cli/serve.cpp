@@ -46,7 +46,9 @@ options:
   --action ACTION        continue | bypass | block: the answer to every task (default continue)
   --workers N            event loops on as many threads, each with its own sockets on every
                          --listen address (SO_REUSEPORT): the kernel spreads clients over
-                         them; 0: one per core (default 0); 1: a single loop
+                         them; 0: one per core (default 0); 1: a single loop. On a host
+                         shared with a busy process (g3proxy itself), give it the cores
+                         that process leaves
   --max-connections N    connections at once, all workers together; more are refused
                          (default 4096)
   --max-streams N        concurrent streams a client may open per connection, raised again as
