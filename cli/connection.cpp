@@ -124,6 +124,10 @@ ngtcp2_addr as_ngtcp2(const socket_address& a) {
           static_cast<ngtcp2_socklen>(a.size())};
 }
 
+socket_address from_ngtcp2(const ngtcp2_addr& a) {
+  return socket_address(reinterpret_cast<const sockaddr*>(a.addr), a.addrlen);
+}
+
 // Whether |a| holds the address |raw| points at: a compare per packet instead of two copies
 // (a packet joins the train only when its path is the train's; a false "no" only ends a train).
 bool same_address(const socket_address& a, const ngtcp2_addr& raw) noexcept {
@@ -450,9 +454,8 @@ void connection::write() {
   // scratch buffer holds.
   const std::size_t quantum = ngtcp2_conn_get_send_quantum(conn_);
   const std::span<std::uint8_t> txbuf = server_.scratch();
-  const std::size_t burst = std::clamp<std::size_t>(
-      quantum / path_payload, 1,
-      std::min(max_train_packets, (txbuf.size() - max_payload) / path_payload + 1));
+  const std::size_t burst =
+      train_packets(quantum, path_payload, max_payload, txbuf.size(), max_train_packets);
 
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
@@ -519,11 +522,8 @@ void connection::write() {
     }
     if (train_bytes_ == 0) {
       train_segment_ = size;
-      train_remote_ = socket_address(reinterpret_cast<const sockaddr*>(ps.path.remote.addr),
-                                     ps.path.remote.addrlen);
-      // The path's, which may differ from the first after a migration.
-      train_local_ = socket_address(reinterpret_cast<const sockaddr*>(ps.path.local.addr),
-                                    ps.path.local.addrlen);
+      train_remote_ = from_ngtcp2(ps.path.remote);
+      train_local_ = from_ngtcp2(ps.path.local); // may differ from the first after a migration
       train_ecn_ = pi.ecn;
     }
     train_bytes_ += size;

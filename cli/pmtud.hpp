@@ -4,6 +4,7 @@
 // configured maximum, so that a path with a larger MTU (jumbo frames, loopback) is used as such.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -36,5 +37,16 @@ private:
     sizes[count++] = static_cast<std::uint16_t>(size);
   }
 };
+
+/// Packets to write into one GSO train of a |buffer|-byte send buffer: ngtcp2's send quantum
+/// counted in packets of the path's size |path_payload|, at least 1, at most |max_packets|,
+/// and never more than the buffer holds while keeping room for one packet of the largest size
+/// ngtcp2 may write, |max_payload| (a path MTU probe).
+inline std::size_t train_packets(std::size_t quantum, std::size_t path_payload,
+                                 std::size_t max_payload, std::size_t buffer,
+                                 std::size_t max_packets) noexcept {
+  return std::clamp<std::size_t>(quantum / path_payload, 1,
+                                 std::min(max_packets, (buffer - max_payload) / path_payload + 1));
+}
 
 } // namespace detour::cli

@@ -503,9 +503,8 @@ void quic_connection::flush() {
   const std::size_t packet_limit = ngtcp2_conn_get_max_tx_udp_payload_size(conn_);
   const std::size_t path_size = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
   const std::size_t quantum = ngtcp2_conn_get_send_quantum(conn_);
-  const std::size_t max_packets = std::clamp<std::size_t>(
-      quantum / path_size, 1,
-      std::min(max_packets_per_send, (txbuf_.size() - packet_limit) / path_size + 1));
+  const std::size_t max_packets =
+      train_packets(quantum, path_size, packet_limit, txbuf_.size(), max_packets_per_send);
 
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);

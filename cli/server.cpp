@@ -120,7 +120,7 @@ void server::on_packet(endpoint& ep, const received_datagram& d,
     if (!c->dead()) c->on_packet(d, pkt);
     return;
   }
-  if (forward_to_owner(ep, d, pkt, {vc.dcid, vc.dcidlen})) return;
+  if (forward_to_owner(ep, d, pkt, {vc.dcid, vc.dcidlen}, vc.version)) return;
   if ((pkt[0] & 0x80) == 0) {
     // A short-header packet for a connection we do not know (we restarted, or it is long
     // gone): tell the client with a stateless reset so it stops at once.
@@ -132,14 +132,12 @@ void server::on_packet(endpoint& ep, const received_datagram& d,
 
 bool server::forward_to_owner(endpoint& ep, const received_datagram& d,
                               std::span<const std::uint8_t> pkt,
-                              std::span<const std::uint8_t> dcid) {
+                              std::span<const std::uint8_t> dcid, std::uint32_t version) {
   if (group_.workers < 2 || dcid.size() != our_cid_length) return false;
   // Initial and 0-RTT packets carry the client's own random DCID until it learns ours (RFC
   // 9000 §7.2), and a client does not migrate before the handshake (§9): whoever receives
   // them accepts. Every other packet names its connection with an ID of ours.
   if ((pkt[0] & 0x80) != 0) {
-    const std::uint32_t version = std::uint32_t{pkt[1]} << 24 | std::uint32_t{pkt[2]} << 16 |
-                                  std::uint32_t{pkt[3]} << 8 | pkt[4];
     // QUIC v1 numbers Initial 0 and 0-RTT 1 (RFC 9000 §17.2); v2 numbers them 1 and 2 (RFC
     // 9369 §3.2), and its Handshake packets, type 3, carry our ID.
     const unsigned type = (pkt[0] & 0x30) >> 4;

@@ -137,8 +137,9 @@ private:
   void on_readable(endpoint& ep);
   void on_writable(endpoint& ep);
   void on_packet(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt);
+  /// |version|: the packet's, as decoded by on_packet (long header only).
   bool forward_to_owner(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt,
-                        std::span<const std::uint8_t> dcid);
+                        std::span<const std::uint8_t> dcid, std::uint32_t version);
   void accept(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt);
   void send_version_negotiation(endpoint& ep, const received_datagram& d,
                                 std::span<const std::uint8_t> dcid,
