@@ -4,6 +4,7 @@
 #include "probe_quic.hpp"
 
 #include "packet_protection.hpp"
+#include "random.hpp"
 
 #include <ngtcp2/ngtcp2.h>
 #include <ngtcp2/ngtcp2_crypto.h>
@@ -11,7 +12,6 @@
 #include <fmt/core.h>
 
 #include <sys/epoll.h>
-#include <sys/random.h>
 
 #include <algorithm>
 #include <array>
@@ -29,14 +29,6 @@ constexpr std::size_t train_buffer = max_packets_per_send * 1500;
 // ngtcp2_vec entries per writev call: a stream's unsent bytes split at 16 KiB chunk edges.
 constexpr std::size_t max_vecs = 16;
 
-void random_bytes(std::uint8_t* out, std::size_t len) noexcept {
-  while (len > 0) {
-    const ssize_t n = ::getrandom(out, len, 0);
-    if (n <= 0) continue; // EINTR; getrandom does not fail otherwise once the pool is ready
-    out += n;
-    len -= static_cast<std::size_t>(n);
-  }
-}
 
 ngtcp2_conn* get_conn(ngtcp2_crypto_conn_ref* ref) {
   return *static_cast<ngtcp2_conn**>(ref->user_data);
@@ -158,14 +150,14 @@ struct quic_connection::callbacks {
   }
 
   static void rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {
-    random_bytes(dest, len);
+    fill_random({dest, len});
   }
 
   static int new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
                                std::size_t cidlen, void*) {
-    random_bytes(cid->data, cidlen);
+    fill_random({cid->data, cidlen});
     cid->datalen = cidlen;
-    random_bytes(token, NGTCP2_STATELESS_RESET_TOKENLEN);
+    fill_random({token, NGTCP2_STATELESS_RESET_TOKENLEN});
     return 0;
   }
 
@@ -288,9 +280,9 @@ quic_connection::quic_connection(event_loop& loop, const quic_config& config,
 
   ngtcp2_cid dcid{}, scid{};
   dcid.datalen = NGTCP2_MIN_INITIAL_DCIDLEN + 2;
-  random_bytes(dcid.data, dcid.datalen);
+  fill_random({dcid.data, dcid.datalen});
   scid.datalen = 16;
-  random_bytes(scid.data, scid.datalen);
+  fill_random({scid.data, scid.datalen});
 
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);

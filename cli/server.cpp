@@ -6,7 +6,6 @@
 #include <ngtcp2/ngtcp2_crypto.h>
 
 #include <sys/epoll.h>
-#include <sys/random.h>
 
 #if defined(__GLIBC__)
 #include <malloc.h> // malloc_trim
@@ -42,16 +41,6 @@ server::cid_key::cid_key(const std::uint8_t* p, std::size_t n) noexcept
 
 timestamp token_time() noexcept {
   return monotonic_now();
-}
-
-void fill_random(std::span<std::uint8_t> out) noexcept {
-  std::size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n = ::getrandom(out.data() + done, out.size() - done, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) std::abort(); // no randomness: nothing secure can be done
-    done += static_cast<std::size_t>(n);
-  }
 }
 
 server::server(event_loop& loop, const serve_config& config, tls_context tls, logger& log,

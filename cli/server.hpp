@@ -11,6 +11,7 @@
 #include "event_loop.hpp"
 #include "log.hpp"
 #include "quic_stream.hpp"
+#include "random.hpp"
 #include "serve_config.hpp"
 #include "tls.hpp"
 #include "udp.hpp"
@@ -27,9 +28,6 @@
 #include <vector>
 
 namespace detour::cli {
-
-/// Fills |out| with cryptographically random bytes (getrandom); aborts if the kernel cannot.
-void fill_random(std::span<std::uint8_t> out) noexcept;
 
 /// The time stamped into Retry and NEW_TOKEN tokens. The key behind them (server::secret) is
 /// random per process, so a token never outlives the process anyway: the monotonic clock
