@@ -2,6 +2,8 @@
 // cli/random.cpp: see random.hpp.
 #include "random.hpp"
 
+#include <wolfssl/options.h> // only to know whether wolfSSL takes its bytes from here
+
 #include <sys/random.h>
 
 #include <algorithm>
@@ -61,10 +63,12 @@ extern "C" int detour_random_block(unsigned char* output, unsigned int size) {
   return 0;
 }
 
+#ifdef CUSTOM_RAND_GENERATE_BLOCK
 // wolfSSL's seed source, which a wolfSSL built with CUSTOM_RAND_GENERATE_BLOCK leaves to the
-// program (only wolfSSL_RAND_poll calls it): the same bytes. The first parameter is wolfSSL's
-// OS_Seed*, unused; this file includes no wolfSSL header, so it is declared here as void*.
+// program (only wolfSSL_RAND_poll calls it): the same bytes. Any other wolfSSL has its own. The
+// first parameter is wolfSSL's OS_Seed*, unused: declared as void* to need no other header.
 extern "C" int wc_GenerateSeed(void* /* OS_Seed* */, unsigned char* output, unsigned int size) {
   detour::cli::fill_random({output, size});
   return 0;
 }
+#endif

@@ -13,8 +13,8 @@ using detour::cli::probe::pattern;
 TEST_CASE("pattern::fill gives the same bytes as at(), whatever the alignment",
           "[probe][pattern]") {
   const pattern p(7);
-  const std::uint64_t start = GENERATE(0u, 1u, 5u, 8u, 13u, 4093u);
-  const std::size_t size = GENERATE(0u, 1u, 7u, 8u, 9u, 100u);
+  const std::uint64_t start = GENERATE(0u, 1u, 5u, 8u, 13u, 60u, 64u, 4093u);
+  const std::size_t size = GENERATE(0u, 1u, 7u, 8u, 9u, 63u, 64u, 65u, 100u, 1000u);
   std::vector<std::uint8_t> out(size);
   p.fill(start, out);
   for (std::size_t i = 0; i < size; ++i) CHECK(out[i] == p.at(start + i));
@@ -31,8 +31,10 @@ TEST_CASE("pattern::fill of a piece equals the same range of a larger fill", "[p
 
 TEST_CASE("pattern::mismatch finds the first differing byte exactly", "[probe][pattern]") {
   const pattern p(5);
-  const std::uint64_t start = GENERATE(0u, 3u, 8u);
-  std::vector<std::uint8_t> bytes(64);
+  // Pieces of lines before and after whole ones (lines are 64 bytes), and whole lines alone.
+  const std::uint64_t start = GENERATE(0u, 3u, 8u, 61u, 64u);
+  const std::size_t size = GENERATE(64u, 300u);
+  std::vector<std::uint8_t> bytes(size);
   p.fill(start, bytes);
   CHECK(p.mismatch(start, bytes) == pattern::npos);
   for (std::size_t at = 0; at < bytes.size(); ++at) {
