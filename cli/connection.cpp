@@ -473,7 +473,7 @@ void connection::write() {
     std::size_t count = 0;
     std::size_t offered = 0;
     if (s) {
-      count = s->gather(vecs.data(), vecs.size(), fin);
+      count = s->gather(vecs.data(), vecs.size(), max_payload, fin);
       for (std::size_t i = 0; i < count; ++i) offered += vecs[i].len;
     }
     std::uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;

@@ -100,10 +100,21 @@ void byte_queue::share_front(const byte_queue& source, std::size_t n) {
 }
 
 std::span<const std::uint8_t> byte_queue::segment(std::size_t from) const noexcept {
-  for (const piece& p : pieces_) {
+  std::size_t i = 0;
+  std::size_t at = 0; // queue offset of piece i's first byte
+  if (from >= cursor_from_ && cursor_index_ < pieces_.size()) {
+    i = cursor_index_;
+    at = cursor_from_;
+  }
+  for (; i < pieces_.size(); ++i) {
+    const piece& p = pieces_[i];
     const std::size_t len = p.end - p.begin;
-    if (from < len) return {p.block + p.begin + from, len - from};
-    from -= len;
+    if (from - at < len) {
+      cursor_index_ = i;
+      cursor_from_ = at;
+      return {p.block + p.begin + (from - at), len - (from - at)};
+    }
+    at += len;
   }
   return {};
 }
@@ -111,6 +122,7 @@ std::span<const std::uint8_t> byte_queue::segment(std::size_t from) const noexce
 void byte_queue::pop(std::size_t n) noexcept {
   n = std::min(n, size_);
   size_ -= n;
+  const std::size_t popped = n;
   std::size_t drop = 0; // pieces emptied from the front
   for (; drop < pieces_.size(); ++drop) {
     piece& p = pieces_[drop];
@@ -132,12 +144,22 @@ void byte_queue::pop(std::size_t n) noexcept {
   for (std::size_t i = 0; i < drop; ++i) pool_->put(pieces_[i].block);
   pieces_.erase(pieces_.begin(), pieces_.begin() + static_cast<std::ptrdiff_t>(drop));
   if (pieces_.empty()) tail_ours_ = false;
+  // The cursor's piece keeps its bytes only if every popped byte came before it.
+  if (size_ == 0 || cursor_index_ < drop || cursor_from_ < popped) {
+    cursor_index_ = 0;
+    cursor_from_ = 0;
+  } else {
+    cursor_index_ -= drop;
+    cursor_from_ -= popped;
+  }
 }
 
 void byte_queue::clear() noexcept {
   for (const piece& p : pieces_) pool_->put(p.block);
   pieces_.clear();
   size_ = 0;
+  cursor_index_ = 0;
+  cursor_from_ = 0;
   tail_ours_ = false;
 }
 
@@ -287,10 +309,11 @@ bool quic_stream::has_pending_send() const noexcept {
   return tx_sent_ < tx_.size() || (fin_wanted_ && !fin_sent_);
 }
 
-std::size_t quic_stream::gather(ngtcp2_vec* vecs, std::size_t max, bool& fin) const noexcept {
+std::size_t quic_stream::gather(ngtcp2_vec* vecs, std::size_t max, std::size_t enough,
+                                bool& fin) const noexcept {
   std::size_t count = 0;
   std::size_t from = tx_sent_;
-  while (count < max) {
+  while (count < max && from - tx_sent_ < enough) {
     const auto seg = tx_.segment(from);
     if (seg.empty()) break;
     vecs[count].base = const_cast<std::uint8_t*>(seg.data());

@@ -69,6 +69,9 @@ public:
   /// blocks stay until both queues have popped them. |source| is unchanged.
   void share_front(const byte_queue& source, std::size_t n);
   /// The first contiguous run of bytes from byte |from| on (empty when |from| >= size()).
+  /// Calls with |from| not decreasing (a stream handing its unsent bytes to ngtcp2 packet after
+  /// packet) continue from where the previous one ended: constant time, however many pieces
+  /// are queued before |from|.
   std::span<const std::uint8_t> segment(std::size_t from) const noexcept;
   /// Drops the first |n| bytes (n <= size()). An emptied queue keeps no block of its own;
   /// it keeps the block it was filling while another queue still refers to it (no memory of
@@ -88,6 +91,10 @@ private:
   block_pool* pool_;
   std::vector<piece> pieces_; // oldest first, one reference each
   std::size_t size_ = 0;
+  // Where the last segment() found its bytes: piece |cursor_index_|, whose bytes start at
+  // queue offset |cursor_from_|. Appending leaves both true; pop() moves or resets them.
+  mutable std::size_t cursor_index_ = 0;
+  mutable std::size_t cursor_from_ = 0;
   bool tail_ours_ = false; // this queue filled the back piece's block and may go on after end
 };
 
@@ -173,8 +180,10 @@ public:
   /// Whether the write loop should offer this stream to ngtcp2: unsent bytes, or a FIN not yet
   /// handed over.
   bool has_pending_send() const noexcept;
-  /// Fills up to |max| vectors with unsent bytes; sets |fin| when they end the stream.
-  std::size_t gather(ngtcp2_vec* vecs, std::size_t max, bool& fin) const noexcept;
+  /// Fills up to |max| vectors with unsent bytes, stopping once they hold |enough| (what one
+  /// packet can carry); sets |fin| when they end the stream.
+  std::size_t gather(ngtcp2_vec* vecs, std::size_t max, std::size_t enough,
+                     bool& fin) const noexcept;
   /// ngtcp2 took |n| of the gathered bytes (and the FIN, when |fin_taken|).
   void on_written(std::size_t n, bool fin_taken) noexcept;
   /// ngtcp2 reported the stream blocked by flow control or shut for writing: do not offer it

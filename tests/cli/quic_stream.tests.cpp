@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 #include <vector>
 
@@ -89,6 +90,67 @@ TEST_CASE("byte_queue::segment past the end is empty, and pop clamps",
   q.pop(1000);
   CHECK(q.empty());
   CHECK(pool.in_use() == 0);
+}
+
+TEST_CASE("byte_queue::segment finds the right bytes whatever was read, popped or added before",
+          "[quic_stream][byte_queue]") {
+  // segment() continues from where its last call ended; pops and appends in between, reads
+  // going backwards, shared pieces and an emptied queue must all still give the bytes at
+  // |from|. Checked against a plain copy of the queue's bytes, operation by operation.
+  block_pool pool;
+  byte_queue source(pool); // what a stream received, some of it shared into q
+  byte_queue q(pool);
+  std::vector<std::uint8_t> model;
+  std::uint32_t state = 12345;
+  const auto next = [&](std::uint32_t bound) {
+    state = state * 1664525u + 1013904223u;
+    return (state >> 8) % bound;
+  };
+  std::uint8_t counter = 0;
+  std::size_t reader = 0; // a stream's send position, moving forward like gather()'s
+  for (int step = 0; step < 4000; ++step) {
+    switch (next(6)) {
+    case 0: { // copy bytes in
+      std::vector<std::uint8_t> bytes(next(3000) + 1);
+      for (auto& b : bytes) b = counter++;
+      q.append(bytes);
+      model.insert(model.end(), bytes.begin(), bytes.end());
+      break;
+    }
+    case 1: { // share bytes in, as the echo does
+      std::vector<std::uint8_t> bytes(next(2000) + 1);
+      for (auto& b : bytes) b = counter++;
+      source.append(bytes);
+      q.share_front(source, source.size());
+      model.insert(model.end(), bytes.begin(), bytes.end());
+      source.pop(source.size());
+      break;
+    }
+    case 2: { // acknowledged bytes leave the front
+      const std::size_t n = model.empty() ? 0 : next(static_cast<std::uint32_t>(model.size()) + 1);
+      q.pop(n);
+      model.erase(model.begin(), model.begin() + static_cast<std::ptrdiff_t>(n));
+      reader = reader > n ? reader - n : 0;
+      break;
+    }
+    default: { // read: mostly forward from the send position, sometimes anywhere
+      std::size_t from = reader;
+      if (next(4) == 0) from = next(static_cast<std::uint32_t>(model.size()) + 2);
+      const auto seg = q.segment(from);
+      if (from >= model.size()) {
+        CHECK(seg.empty());
+        break;
+      }
+      REQUIRE(!seg.empty());
+      REQUIRE(seg.size() <= model.size() - from);
+      CHECK(std::equal(seg.begin(), seg.end(), model.begin() + static_cast<std::ptrdiff_t>(from)));
+      if (from == reader) reader += seg.size();
+      break;
+    }
+    }
+    REQUIRE(q.size() == model.size());
+  }
+  CHECK(drain_view(q) == model);
 }
 
 TEST_CASE("block_pool keeps at most its idle limit and frees the rest", "[quic_stream][pool]") {
@@ -295,7 +357,7 @@ std::size_t echo(quic_stream& s) {
 const std::uint8_t* send_all(quic_stream& s) {
   std::array<ngtcp2_vec, 8> vecs{};
   bool fin = false;
-  const std::size_t count = s.gather(vecs.data(), vecs.size(), fin);
+  const std::size_t count = s.gather(vecs.data(), vecs.size(), SIZE_MAX, fin);
   std::size_t n = 0;
   for (std::size_t i = 0; i < count; ++i) n += vecs[i].len;
   s.on_written(n, false);
@@ -335,6 +397,33 @@ TEST_CASE("quic_stream echoes from the received blocks and frees them once on ac
   CHECK(budget.used == 0);
 }
 
+TEST_CASE("quic_stream gathers what one packet can carry, and the FIN only with the last byte",
+          "[quic_stream]") {
+  idle_conn c;
+  block_pool pool;
+  send_budget budget{1 << 20, 0, false};
+  recorder owner;
+  quic_stream s(c.conn, 0, pool, 1 << 20, budget, owner);
+  const auto data = sequence(3 * block);
+  REQUIRE(s.write_some(data) == data.size()); // three blocks: three vectors
+  s.close_write();
+  std::array<ngtcp2_vec, 8> vecs{};
+  bool fin = true;
+  CHECK(s.gather(vecs.data(), vecs.size(), 1452, fin) == 1);
+  CHECK(!fin);
+  CHECK(s.gather(vecs.data(), vecs.size(), block + 1, fin) == 2);
+  CHECK(!fin);
+  CHECK(s.gather(vecs.data(), vecs.size(), SIZE_MAX, fin) == 3);
+  CHECK(fin);
+  // From further on, the same: counted from the first unsent byte.
+  s.on_written(block + 100, false);
+  CHECK(s.gather(vecs.data(), vecs.size(), block - 100, fin) == 1);
+  CHECK(vecs[0].len == block - 100);
+  CHECK(!fin);
+  CHECK(s.gather(vecs.data(), vecs.size(), block - 99, fin) == 2);
+  CHECK(fin);
+}
+
 TEST_CASE("quic_stream frees echoed blocks once when the stream is reset or closed",
           "[quic_stream][echo]") {
   idle_conn c;
@@ -351,7 +440,7 @@ TEST_CASE("quic_stream frees echoed blocks once when the stream is reset or clos
     s.consume(block);
     std::array<ngtcp2_vec, 8> vecs{};
     bool fin = false;
-    REQUIRE(s.gather(vecs.data(), vecs.size(), fin) == 1);
+    REQUIRE(s.gather(vecs.data(), vecs.size(), SIZE_MAX, fin) == 1);
     s.on_written(1000, false);
     s.on_acked(400);
     CHECK(pool.in_use() == 3);
