@@ -324,6 +324,11 @@ void task_set::step(timestamp now) {
     e->ready = false;
     m.step_entry(*e, now);
   }
+  if (m.ready.empty()) {
+    // Hand the list back with its capacity: a step per packet, not an allocation per packet.
+    ready.clear();
+    m.ready.swap(ready);
+  }
 }
 
 void task_set::on_closed(quic_stream& s, timestamp now) {
