@@ -30,13 +30,17 @@ public:
   }
 
   constexpr std::uint8_t at(std::uint64_t offset) const noexcept {
-    return static_cast<std::uint8_t>(word(offset / 8) >> (8 * (offset % 8)));
+    return byte_of(word(offset / 8), offset);
   }
 
   /// Writes the bytes from |offset| into |out|.
   void fill(std::uint64_t offset, std::span<std::uint8_t> out) const noexcept {
     std::size_t i = 0;
-    for (; i < out.size() && (offset + i) % 8 != 0; ++i) out[i] = at(offset + i);
+    if (offset % 8 != 0) {
+      // Up to the next word edge, from one word.
+      const std::uint64_t w = word(offset / 8);
+      for (; i < out.size() && (offset + i) % 8 != 0; ++i) out[i] = byte_of(w, offset + i);
+    }
     while (i + 8 <= out.size()) {
       // The rest of this line: one mix, then a constant step per word.
       std::uint64_t index = (offset + i) / 8;
@@ -48,15 +52,21 @@ public:
         w += step;
       } while (++index % words_per_line != 0 && i + 8 <= out.size());
     }
-    for (; i < out.size(); ++i) out[i] = at(offset + i);
+    if (i < out.size()) {
+      const std::uint64_t w = word((offset + i) / 8); // the last, partial word
+      for (; i < out.size(); ++i) out[i] = byte_of(w, offset + i);
+    }
   }
 
   /// The index in |data| of the first byte that differs from the sequence at |offset|, or npos
   /// when all match.
   std::size_t mismatch(std::uint64_t offset, std::span<const std::uint8_t> data) const noexcept {
     std::size_t i = 0;
-    for (; i < data.size() && (offset + i) % 8 != 0; ++i)
-      if (data[i] != at(offset + i)) return i;
+    if (offset % 8 != 0) {
+      const std::uint64_t w = word(offset / 8);
+      for (; i < data.size() && (offset + i) % 8 != 0; ++i)
+        if (data[i] != byte_of(w, offset + i)) return i;
+    }
     while (i + 8 <= data.size()) {
       std::uint64_t index = (offset + i) / 8;
       std::uint64_t w = word(index);
@@ -70,12 +80,20 @@ public:
         w += step;
       } while (++index % words_per_line != 0 && i + 8 <= data.size());
     }
-    for (; i < data.size(); ++i)
-      if (data[i] != at(offset + i)) return i;
+    if (i < data.size()) {
+      const std::uint64_t w = word((offset + i) / 8);
+      for (; i < data.size(); ++i)
+        if (data[i] != byte_of(w, offset + i)) return i;
+    }
     return npos;
   }
 
 private:
+  // Byte |offset| of the sequence, taken from its word |w|.
+  static constexpr std::uint8_t byte_of(std::uint64_t w, std::uint64_t offset) noexcept {
+    return static_cast<std::uint8_t>(w >> (8 * (offset % 8)));
+  }
+
   static constexpr std::uint64_t little_endian(std::uint64_t v) noexcept {
     if constexpr (std::endian::native == std::endian::little) {
       return v;
