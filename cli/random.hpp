@@ -17,7 +17,8 @@ namespace detour::cli {
 /// Fills |out| with cryptographically random bytes from the kernel; aborts if the kernel
 /// cannot give any (nothing secure can be done then). Small requests are served from a
 /// per-thread block of read-ahead bytes, each erased as it is handed out; requests of
-/// `random_block_size` bytes or more go to the kernel directly.
+/// `random_block_size` bytes or more go to the kernel directly. (A process that forked would
+/// share its unused read-ahead with the child; detour never forks.)
 void fill_random(std::span<std::uint8_t> out) noexcept;
 
 /// The read-ahead block of each thread.
