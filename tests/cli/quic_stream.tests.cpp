@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 using namespace detour::cli;
@@ -364,15 +365,23 @@ const std::uint8_t* send_all(quic_stream& s) {
   return count == 0 ? nullptr : vecs[0].base;
 }
 
-} // namespace
-
-TEST_CASE("quic_stream echoes from the received blocks and frees them once on acknowledgement",
-          "[quic_stream][echo]") {
+// A stream of an idle connection, with its pool and a 1 MiB budget and send limit.
+struct one_stream {
   idle_conn c;
   block_pool pool;
   send_budget budget{1 << 20, 0, false};
   recorder owner;
-  quic_stream s(c.conn, 0, pool, 1 << 20, budget, owner);
+  quic_stream s{c.conn, 0, pool, 1 << 20, budget, owner};
+
+  std::tuple<quic_stream&, block_pool&, send_budget&> parts() { return {s, pool, budget}; }
+};
+
+} // namespace
+
+TEST_CASE("quic_stream echoes from the received blocks and frees them once on acknowledgement",
+          "[quic_stream][echo]") {
+  one_stream f;
+  auto [s, pool, budget] = f.parts(); // references into f
   const auto data = sequence(3000);
 
   s.on_data(std::span(data).first(1200), false);
@@ -399,11 +408,8 @@ TEST_CASE("quic_stream echoes from the received blocks and frees them once on ac
 
 TEST_CASE("quic_stream gathers what one packet can carry, and the FIN only with the last byte",
           "[quic_stream]") {
-  idle_conn c;
-  block_pool pool;
-  send_budget budget{1 << 20, 0, false};
-  recorder owner;
-  quic_stream s(c.conn, 0, pool, 1 << 20, budget, owner);
+  one_stream f;
+  auto [s, pool, budget] = f.parts(); // references into f
   const auto data = sequence(3 * block);
   REQUIRE(s.write_some(data) == data.size()); // three blocks: three vectors
   s.close_write();
