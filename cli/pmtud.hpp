@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // cli/pmtud.hpp: the datagram sizes path MTU discovery (RFC 9000 §14.3, RFC 8899) tries, shared
-// by `detour serve` and `detour probe`: ngtcp2's own list, then Ethernet, jumbo frames and the
-// configured maximum, so that a path with a larger MTU (jumbo frames, loopback) is used as such.
+// by `detour serve` and `detour probe`: Ethernet, jumbo frames and the configured maximum first,
+// so that a common path settles in one or two probes and a larger MTU (jumbo frames, loopback)
+// is used as such; ngtcp2's own sizes after them for the paths that are narrower.
 #pragma once
 
 #include <algorithm>
@@ -13,19 +14,28 @@ namespace detour::cli {
 
 /// The probe sizes (UDP payload bytes) for ngtcp2_settings.pmtud_probes, in the order tried.
 /// ngtcp2 keeps a pointer to |sizes|: the object must live as long as the connection.
+///
+/// ngtcp2 walks the list once, in order, and sends a size only if it is larger than what the
+/// path is already known to carry, no larger than the peer's max_udp_payload_size and smaller
+/// than every size that failed (three probes lost). So the most likely sizes come first:
+/// Ethernet, where a single probe settles g3proxy's 1452-byte limit, then jumbo frames and the
+/// configured maximum; the smaller sizes of PPPoE, fibre, tunnels and IPv6's minimum follow in
+/// descending order and are only sent on a path that lost the Ethernet-sized probes.
 struct pmtud_probes {
   std::array<std::uint16_t, 7> sizes{};
   std::size_t count = 0;
 
   /// Every size is above 1200 (QUIC's minimum) and at most |max_payload|.
   explicit pmtud_probes(std::size_t max_payload) noexcept {
-    // ngtcp2's defaults (a common fibre MTU, tunnels, IPv6's minimum, PPPoE), then Ethernet
-    // (1500 - 48), 9000-byte jumbo frames, and the maximum itself; each 48 bytes of IPv6 + UDP
-    // headers below the MTU.
-    constexpr std::array<std::size_t, 6> known{1454 - 48, 1390 - 48, 1280 - 48,
-                                               1492 - 48, 1500 - 48, 9000 - 48};
-    for (const std::size_t size : known) add(size, max_payload);
+    // MTUs less the 48 bytes of IPv6 and UDP headers: Ethernet 1500, 9000-byte jumbo frames,
+    // then the maximum itself; PPPoE 1492, a common fibre service 1454, tunnels 1390 and
+    // IPv6's minimum 1280 (ngtcp2's own list).
+    add(1500 - 48, max_payload);
+    add(9000 - 48, max_payload);
     add(max_payload, max_payload);
+    for (const std::size_t size : {1492 - 48, 1454 - 48, 1390 - 48, 1280 - 48}) {
+      add(size, max_payload);
+    }
   }
 
 private:
