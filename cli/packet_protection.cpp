@@ -158,9 +158,15 @@ int hp_mask_cb(std::uint8_t* dest, const ngtcp2_crypto_cipher*,
     ::explicit_bzero(&chacha, sizeof chacha);
     return ok ? 0 : NGTCP2_ERR_CALLBACK_FAILURE;
   }
-  // RFC 9001 §5.4.3: mask = AES-ECB(hp_key, sample); ngtcp2 takes its first 5 bytes.
-  std::array<std::uint8_t, AES_BLOCK_SIZE> block{};
-  if (wc_AesEncryptDirect(&st->aes, block.data(), sample) != 0) return NGTCP2_ERR_CALLBACK_FAILURE;
+  // RFC 9001 §5.4.3: mask = AES-ECB(hp_key, sample); ngtcp2 takes its first 5 bytes. The
+  // sample sits anywhere in the packet, and wolfSSL's AES-NI path copies an input that is not
+  // 16-byte aligned through a block it allocates and frees: once per packet sent or received.
+  // An aligned copy here costs a 16-byte move instead.
+  alignas(16) std::array<std::uint8_t, AES_BLOCK_SIZE> block;
+  std::memcpy(block.data(), sample, block.size());
+  if (wc_AesEncryptDirect(&st->aes, block.data(), block.data()) != 0) {
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  }
   std::memcpy(dest, block.data(), NGTCP2_HP_MASKLEN);
   return 0;
 }
