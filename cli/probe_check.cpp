@@ -161,6 +161,11 @@ check_outcome check_handshake(suite& s) {
   pool.shutdown("finished");
   if (o.tls.alpn.empty() && !alpn.empty())
     return check_outcome::fail("no ALPN was offered, yet the server selected '" + alpn + "'");
+  if (!o.tls.alpn.empty() && alpn.empty()) {
+    return check_outcome::fail("ALPN was offered and the server selected none: a QUIC client "
+                               "that offers ALPN, such as g3proxy's rustls, closes such a "
+                               "connection (RFC 9001 §8.1)");
+  }
   return check_outcome::pass(fmt::format("in {}, ALPN {}", ms, alpn.empty() ? "none" : alpn));
 }
 

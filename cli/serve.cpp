@@ -42,7 +42,8 @@ options:
   --client-ca FILE       PEM CA certificates: require a client certificate that chains to
                          one of them (mutual TLS); without it no client certificate is asked
   --alpn NAME[,NAME...]  accept only these ALPN names when a client offers ALPN; a client
-                         offering none (g3proxy) is always accepted (default: accept any)
+                         offering none (g3proxy) is always accepted (default: accept any
+                         offer, selecting its first name)
   --action ACTION        continue | bypass | block: the answer to every task (default continue)
   --workers N            event loops on as many threads, each with its own sockets on every
                          --listen address (SO_REUSEPORT): the kernel spreads clients over

@@ -128,7 +128,15 @@ namespace {
 int alpn_select_cb(WOLFSSL*, const unsigned char** out, unsigned char* outlen,
                    const unsigned char* in, unsigned int inlen, void* arg) {
   const auto* st = static_cast<const tls_context::state*>(arg);
-  if (st->alpn_wire.empty()) return SSL_TLSEXT_ERR_NOACK; // no policy: ignore what is offered
+  if (st->alpn_wire.empty()) {
+    // No policy: accept the offer by selecting its first name (a QUIC client that offered ALPN
+    // and gets none closes the connection, RFC 9001 §8.1).
+    const long first = first_alpn(in, inlen);
+    if (first < 0) return SSL_TLSEXT_ERR_NOACK;
+    *out = in + first + 1;
+    *outlen = in[first];
+    return SSL_TLSEXT_ERR_OK;
+  }
   const long at = select_alpn(in, inlen, st->alpn_wire.data(), st->alpn_wire.size());
   if (at < 0) return SSL_TLSEXT_ERR_ALERT_FATAL; // no_application_protocol
   *out = in + at + 1;
@@ -346,8 +354,8 @@ tls_context tls_context::server(const tls_server_config& config) {
     wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_NONE, nullptr);
   }
 
-  // Always installed: with no names configured it declines whatever is offered, so a client
-  // offering ALPN is accepted without one, and a client offering none never reaches it.
+  // Always installed: with no names configured it selects the first name offered, so a client
+  // offering ALPN is accepted with a protocol, and a client offering none never reaches it.
   wolfSSL_CTX_set_alpn_select_cb(st->ctx, alpn_select_cb, st.get());
 
   if (!config.session_tickets) wolfSSL_CTX_no_ticket_TLSv13(st->ctx);

@@ -3,7 +3,8 @@
 // Input: one byte n, then n bytes of the accepted list (wire form), then the client's offer.
 // Properties: the answer is -1 or the start of a well-formed name of the offer that is on the
 // accepted list, and no earlier offered name is; -1 on a well-formed offer means no offered
-// name is accepted; nothing is read outside the buffers (ASan, exactly-sized copies).
+// name is accepted; without a list (first_alpn), the offer's first name exactly when the whole
+// offer is well formed; nothing is read outside the buffers (ASan, exactly-sized copies).
 #include "../cli/alpn.hpp"
 
 #include "property.hpp"
@@ -54,6 +55,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::vector<std::string_view> names;
   std::vector<std::size_t> starts;
   const bool well_formed = split(offer, names, starts);
+
+  // Without a list of the server's: the client's first name, only of a well-formed offer.
+  const long first = detour::cli::first_alpn(offer.data(), offer.size());
+  DETOUR_FUZZ_CHECK(first == (well_formed && !names.empty() ? 0 : -1));
   if (r < 0) {
     if (well_formed) {
       for (const auto name : names) DETOUR_FUZZ_CHECK(!accepted_name(accepted, name));

@@ -82,6 +82,22 @@ TEST_CASE("ALPN selection refuses a malformed offer", "[tls][alpn]") {
   CHECK(select_alpn(empty_name, sizeof empty_name, a.data(), a.size()) == -1);
 }
 
+TEST_CASE("ALPN without a list of the server's selects the client's first name if well formed",
+          "[tls][alpn]") {
+  const auto offer = encode_alpn({"x-first", "detour"});
+  CHECK(first_alpn(offer.data(), offer.size()) == 0);
+  const auto one = encode_alpn({"h3"});
+  CHECK(first_alpn(one.data(), one.size()) == 0);
+  CHECK(first_alpn(nullptr, 0) == -1); // nothing offered
+  // A malformed name anywhere in the offer: nothing is selected (the whole list is checked).
+  const std::uint8_t overrun_later[] = {2, 'h', '3', 9, 'd', 'e', 't'};
+  CHECK(first_alpn(overrun_later, sizeof overrun_later) == -1);
+  const std::uint8_t empty_later[] = {2, 'h', '3', 0};
+  CHECK(first_alpn(empty_later, sizeof empty_later) == -1);
+  const std::uint8_t overrun_first[] = {7, 'd', 'e', 't'};
+  CHECK(first_alpn(overrun_first, sizeof overrun_first) == -1);
+}
+
 TEST_CASE("encode_alpn refuses empty and over-long names", "[tls][alpn]") {
   CHECK_THROWS_AS(encode_alpn({""}), tls_error);
   CHECK_THROWS_AS(encode_alpn({std::string(256, 'a')}), tls_error);

@@ -17,6 +17,9 @@ detour_probe_test("check against detour serve on 127.0.0.1" 127.0.0.1 0
   -- check ${_probe_quick} --deadline 120s)
 detour_probe_test("check against detour serve on ::1" ::1 0
   -- check ${_probe_quick} --deadline 120s --json)
+# A client offering ALPN needs one of its names selected (RFC 9001 §8.1): check requires it.
+detour_probe_test("check offering ALPN against detour serve" 127.0.0.1 0
+  -- check ${_probe_quick} --alpn x-first,detour --deadline 120s)
 detour_probe_test("check expecting block against detour serve --action block" 127.0.0.1 0
   --action block -- check ${_probe_quick} --expect-action block --deadline 120s)
 detour_probe_test("check fails (exit 1) when the server blocks and continue is expected"

@@ -76,6 +76,21 @@ TEST_CASE("serve completes tasks over a handshake that offers no ALPN, like g3pr
   CHECK_FALSE(srv.find_lines({"conn.open", "alpn=-"}).empty());
 }
 
+TEST_CASE("serve without --alpn selects the first name a client offers",
+          "[e2e][tls][alpn]") {
+  // A QUIC client that offers ALPN closes the connection when none is selected (RFC 9001 §8.1;
+  // rustls does), so accepting any offer means selecting one of its names.
+  server_process srv;
+  auto tc = trusting(srv);
+  tc.alpn = {"x-first", "detour"};
+  g3_client client(srv, tc);
+  auto& conn = dial(client);
+  REQUIRE(wait(client, [&] { return conn.quic->confirmed(); }));
+  CHECK(conn.quic->alpn() == "x-first");
+  run_on(client, conn, plan(0), 30 * second);
+  CHECK(srv.wait_for_line({"conn.open", "alpn=x-first"}));
+}
+
 TEST_CASE("serve with --alpn selects an offered name on its list and refuses an offer without one",
           "[e2e][tls][alpn]") {
   server_process srv({"--alpn", "detour,other"});

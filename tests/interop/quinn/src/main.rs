@@ -32,6 +32,8 @@ options:
   --tls-name NAME      name checked in the server certificate (default: the server's IP
                        address, verified against an IP subjectAltName, and no SNI is sent)
   --cert FILE --key FILE   client certificate and key for mutual TLS
+  --alpn A[,B]         offer these ALPN names (g3proxy offers none); the server must select
+                       one of them, or rustls closes the connection (RFC 9001 section 8.1)
   --expect WHAT        continue (default): the relay suite; bypass | block: every task must be
                        answered so and abandoned quietly; refused: the server must refuse the
                        handshake (mutual TLS without a client certificate); untrusted: this
@@ -74,6 +76,7 @@ struct Options {
     ca: String,
     tls_name: Option<String>,
     cert: Option<(String, String)>,
+    alpn: Vec<String>,
     expect: Expect,
     connections: usize,
     bytes: usize,
@@ -93,6 +96,7 @@ fn parse_options() -> Result<Options> {
         ca: String::new(),
         tls_name: None,
         cert: None,
+        alpn: Vec::new(),
         expect: Expect::Continue,
         connections: 3,
         bytes: 4 << 20,
@@ -116,6 +120,12 @@ fn parse_options() -> Result<Options> {
             "--tls-name" => tls_name = Some(value),
             "--cert" => cert = Some(value),
             "--key" => key = Some(value),
+            "--alpn" => {
+                opts.alpn = value.split(',').map(str::to_owned).collect();
+                if opts.alpn.iter().any(|n| n.is_empty() || n.len() > 255) {
+                    return Err(format!("--alpn: names of 1 to 255 bytes, not {value}"));
+                }
+            }
             "--connections" => opts.connections = number()?,
             "--bytes" => opts.bytes = number()?,
             "--deadline" => opts.deadline = Duration::from_secs(number()? as u64),
@@ -582,14 +592,24 @@ async fn run(client: &Client) -> usize {
             .conn
             .handshake_data()
             .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok());
-        let alpn = alpn.and_then(|d| d.protocol);
-        if alpn.is_some() {
-            return Err(format!("ALPN {alpn:?} selected though none was offered"));
-        }
+        let alpn = alpn.and_then(|d| d.protocol).map(|p| String::from_utf8_lossy(&p).into_owned());
+        let offered = &client.opts.alpn;
+        let alpn = match alpn {
+            None if offered.is_empty() => "no ALPN".to_owned(),
+            // rustls refuses the handshake itself when it offered and nothing was selected.
+            None => return Err(format!("ALPN {offered:?} offered and none selected")),
+            Some(p) if offered.is_empty() => {
+                return Err(format!("ALPN {p:?} selected though none was offered"))
+            }
+            Some(p) if !offered.contains(&p) => {
+                return Err(format!("ALPN {p:?} selected, not one of the offered {offered:?}"))
+            }
+            Some(p) => format!("ALPN {p} selected"),
+        };
         let name = client.opts.tls_name.clone().unwrap_or_else(|| format!("IP {}", server.ip()));
         c.finish().await;
         Ok(format!(
-            "{name} verified, no ALPN, mutual TLS {}",
+            "{name} verified, {alpn}, mutual TLS {}",
             if client.opts.cert.is_some() { "on" } else { "off" }
         ))
     };
@@ -651,7 +671,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let (tls, verifier) = match tls::config(&opts.ca, opts.cert.as_ref()) {
+    let (tls, verifier) = match tls::config(&opts.ca, opts.cert.as_ref(), &opts.alpn) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("detour-quinn-client: {e}");

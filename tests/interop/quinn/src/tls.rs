@@ -171,6 +171,7 @@ fn read_pem(path: &str) -> Result<Vec<rustls_pemfile::Item>> {
 pub fn config(
     ca: &str,
     client_cert: Option<&(String, String)>,
+    alpn: &[String],
 ) -> Result<(Arc<rustls::ClientConfig>, Arc<Verifier>)> {
     let cas: Vec<Vec<u8>> = read_pem(ca)?
         .into_iter()
@@ -195,8 +196,9 @@ pub fn config(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_custom_certificate_verifier(verifier.clone());
-    // No ALPN (g3proxy offers none); session resumption stays on (rustls' default cache).
-    let config = match client_cert {
+    // No ALPN unless asked (g3proxy offers none); session resumption stays on (rustls' default
+    // cache).
+    let mut config = match client_cert {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = read_pem(cert)?
@@ -218,5 +220,6 @@ pub fn config(
             builder.with_single_cert(chain, key).map_err(|e| format!("client certificate: {e}"))?
         }
     };
+    config.alpn_protocols = alpn.iter().map(|n| n.as_bytes().to_vec()).collect();
     Ok((Arc::new(config), verifier))
 }
