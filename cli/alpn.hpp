@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // cli/alpn.hpp: the server's ALPN policy over the wire form of RFC 7301 §3.1 (a list of names,
 // each prefixed by its 1-byte length): the first name of the client's offer that is on the
-// accepted list wins; with no list, the client's first name. Standard library only, so the fuzz target can test it alone.
+// accepted list wins; with no list, the client's first name. Standard library only, so the fuzz
+// target can test it alone.
 #pragma once
 
 #include <cstddef>

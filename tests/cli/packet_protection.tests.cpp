@@ -4,8 +4,8 @@
 #include "packet_protection.hpp"
 
 #include <ngtcp2/ngtcp2.h>
-#include <wolfssl/options.h>
 #include <wolfssl/openssl/evp.h>
+#include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/memory.h>
 
 #include <catch2/catch_test_macros.hpp>
@@ -109,8 +109,8 @@ TEST_CASE("packet protection allocates nothing per packet, whatever the alignmen
   const std::array<std::uint8_t, 32> key{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   const std::array<std::uint8_t, 12> nonce{9, 8, 7, 6, 5, 4, 3, 2, 1};
   const std::array<std::uint8_t, 20> aad{0x40, 1, 2, 3};
-  for (const auto* c : {wolfSSL_EVP_aes_128_gcm(), wolfSSL_EVP_aes_256_gcm(),
-                        wolfSSL_EVP_chacha20_poly1305()}) {
+  for (const auto* c :
+       {wolfSSL_EVP_aes_128_gcm(), wolfSSL_EVP_aes_256_gcm(), wolfSSL_EVP_chacha20_poly1305()}) {
     const auto* hp_cipher = c == wolfSSL_EVP_aes_128_gcm()   ? wolfSSL_EVP_aes_128_ctr()
                             : c == wolfSSL_EVP_aes_256_gcm() ? wolfSSL_EVP_aes_256_ctr()
                                                              : wolfSSL_EVP_chacha20();

@@ -76,8 +76,7 @@ TEST_CASE("serve completes tasks over a handshake that offers no ALPN, like g3pr
   CHECK_FALSE(srv.find_lines({"conn.open", "alpn=-"}).empty());
 }
 
-TEST_CASE("serve without --alpn selects the first name a client offers",
-          "[e2e][tls][alpn]") {
+TEST_CASE("serve without --alpn selects the first name a client offers", "[e2e][tls][alpn]") {
   // A QUIC client that offers ALPN closes the connection when none is selected (RFC 9001 §8.1;
   // rustls does), so accepting any offer means selecting one of its names.
   server_process srv;
