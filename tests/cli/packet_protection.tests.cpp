@@ -3,9 +3,10 @@
 // protection vectors, with the sample anywhere in memory, and no allocation per packet.
 #include "packet_protection.hpp"
 
+#include <wolfssl/options.h> // must precede every other wolfSSL header
+
 #include <ngtcp2/ngtcp2.h>
 #include <wolfssl/openssl/evp.h>
-#include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/memory.h>
 
 #include <catch2/catch_test_macros.hpp>
