@@ -301,10 +301,8 @@ void connection::handle_liberror(int rv) {
 
 // --- callbacks ---------------------------------------------------------------------------------
 
-int connection::cb_handshake_completed() {
-  phase_ = phase::established;
+void connection::log_open(std::string client) {
   const std::string alpn = tls_->alpn();
-  std::string client = tls_->peer_subject();
   if (client.empty()) {
     // Under mutual TLS a resumed session was verified when it began (its ticket is issued only
     // after that); "-" would read as "no certificate". Its subject is known unless forgotten.
@@ -317,6 +315,14 @@ int connection::cb_handshake_completed() {
                                    {"cipher", tls_->cipher()},
                                    {"resumed", tls_->resumed()},
                                    {"client_cert", client}});
+}
+
+int connection::cb_handshake_completed() {
+  phase_ = phase::established;
+  // Read even when the line is not written: under mutual TLS it records the certificate's
+  // subject for the connections that resume this session.
+  std::string client = tls_->peer_subject();
+  if (server_.log().enabled(log_level::info)) log_open(std::move(client));
   if (shutting_down_) tasks_.refuse_new();
   if (server_.config().retry) {
     // RFC 9000 §8.1.3: a token for the next connection from this address, which then needs no
@@ -656,6 +662,9 @@ void connection::drop_streams(std::string_view reason, timestamp now) {
 }
 
 void connection::log_close(std::string_view how) {
+  // Formatting the code and the address is most of a closed connection's logging cost: none of
+  // it when the line would not be written (--log-level warn or error).
+  if (!server_.log().enabled(log_level::info)) return;
   std::string reason(how);
   std::string code = "-";
   if (phase_ == phase::draining) {

@@ -103,6 +103,7 @@ private:
   void enter_draining();
   void finish(std::string_view reason);
   void send_close_again();
+  void log_open(std::string client); // conn.open; |client| is the peer certificate's subject
   void log_close(std::string_view how);
   void drop_streams(std::string_view reason, timestamp now);
   void release_tls(); // after the handshake: frees the TLS session
