@@ -128,17 +128,13 @@ namespace {
 int alpn_select_cb(WOLFSSL*, const unsigned char** out, unsigned char* outlen,
                    const unsigned char* in, unsigned int inlen, void* arg) {
   const auto* st = static_cast<const tls_context::state*>(arg);
-  if (st->alpn_wire.empty()) {
-    // No policy: accept the offer by selecting its first name (a QUIC client that offered ALPN
-    // and gets none closes the connection, RFC 9001 §8.1).
-    const long first = first_alpn(in, inlen);
-    if (first < 0) return SSL_TLSEXT_ERR_NOACK;
-    *out = in + first + 1;
-    *outlen = in[first];
-    return SSL_TLSEXT_ERR_OK;
-  }
-  const long at = select_alpn(in, inlen, st->alpn_wire.data(), st->alpn_wire.size());
-  if (at < 0) return SSL_TLSEXT_ERR_ALERT_FATAL; // no_application_protocol
+  // No policy: accept the offer by selecting its first name (a QUIC client that offered ALPN
+  // and gets none closes the connection, RFC 9001 §8.1); a malformed offer gets no answer.
+  // With names: the first offered one on the list, or no_application_protocol.
+  const bool policy = !st->alpn_wire.empty();
+  const long at = policy ? select_alpn(in, inlen, st->alpn_wire.data(), st->alpn_wire.size())
+                         : first_alpn(in, inlen);
+  if (at < 0) return policy ? SSL_TLSEXT_ERR_ALERT_FATAL : SSL_TLSEXT_ERR_NOACK;
   *out = in + at + 1;
   *outlen = in[at];
   return SSL_TLSEXT_ERR_OK;
