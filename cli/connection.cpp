@@ -67,6 +67,12 @@ int on_remove_connection_id(ngtcp2_conn*, const ngtcp2_cid* cid, void* ud) {
   return self(ud).cb_remove_connection_id(cid);
 }
 
+// settings.qlog_write: ngtcp2 passes the connection's user data, as to the callbacks above.
+void on_qlog_write(void* ud, std::uint32_t flags, const void* data, std::size_t len) {
+  self(ud).cb_qlog_write({static_cast<const std::uint8_t*>(data), len},
+                         (flags & NGTCP2_QLOG_WRITE_FLAG_FIN) != 0);
+}
+
 void on_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {
   fill_random({dest, len}); // aborts if the kernel cannot give randomness
 }
@@ -169,6 +175,15 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);
   settings.initial_ts = opened_at_;
+  if (!cfg.qlog_dir.empty()) {
+    // Opened before ngtcp2_conn_server_new, which writes the first record.
+    const std::string error = qlog_.open(cfg.qlog_dir, qlog_file_name({scid.data, scid.datalen}));
+    if (error.empty()) {
+      settings.qlog_write = on_qlog_write;
+    } else {
+      srv.qlog_failed(error);
+    }
+  }
   settings.handshake_timeout = cfg.handshake_timeout;
   // Datagrams grow from 1200 bytes only as far as path MTU discovery proves the path carries
   // them (and the client's max_udp_payload_size allows): a peer that takes 1200 gets 1200.
@@ -230,6 +245,13 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
 connection::~connection() {
   tasks_.connection_closed("connection gone", monotonic_now());
   if (conn_) ngtcp2_conn_del(conn_);
+  if (!qlog_.complete()) {
+    server_.qlog_failed(qlog_.path() + ": a write failed, the file ends early");
+  }
+}
+
+void connection::cb_qlog_write(std::span<const std::uint8_t> record, bool last) noexcept {
+  qlog_.write(record.data(), record.size(), last);
 }
 
 // --- reading -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 #include "event_loop.hpp"
 #include "pmtud.hpp"
+#include "qlog.hpp"
 #include "quic_stream.hpp"
 #include "task.hpp"
 #include "tls.hpp"
@@ -87,6 +88,7 @@ public:
   int cb_extend_max_stream_data(std::int64_t id);
   int cb_get_new_connection_id(ngtcp2_cid* cid, std::uint8_t* token, std::size_t len);
   int cb_remove_connection_id(const ngtcp2_cid* cid);
+  void cb_qlog_write(std::span<const std::uint8_t> record, bool last) noexcept;
   ngtcp2_conn* native() const noexcept { return conn_; }
 
 private:
@@ -117,6 +119,7 @@ private:
   socket_address local_;
   socket_address remote_;
   std::string log_id_;
+  qlog_file qlog_;                 // --qlog; ngtcp2's last record (from ngtcp2_conn_del) closes it
   std::vector<ngtcp2_cid> routed_; // CIDs the server routes to us (ours + the client's first)
   phase phase_ = phase::handshaking;
   bool dead_ = false;

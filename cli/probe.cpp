@@ -6,6 +6,7 @@
 #include "commands.hpp"
 #include "probe_pattern.hpp"
 #include "probe_script.hpp"
+#include "qlog.hpp"
 
 #include <detour/websocket_payload.hpp>
 
@@ -72,6 +73,10 @@ options (all modes):
   --max-udp-payload N     largest UDP payload sent, reached only where path MTU discovery
                           proves the path carries it (default 1452, g3proxy's quinn; 8952 for
                           jumbo frames and loopback; 1200..16384)
+  --qlog DIR              write a qlog of every connection to DIR (created if missing), one
+                          file each named by its connection ID: each packet and frame, RTT
+                          and congestion window, for qvis or another qlog viewer; a server's
+                          qlog of the same connection has the same group_id
   --deadline DUR          the whole run ends by then (default: check 5m, abuse 10m, others 10m)
   --seed N                relay data and abuse garbage are derived from it (default 1)
   --json                  print one JSON document (stdout) instead of text
@@ -223,6 +228,9 @@ parsed parse(args a) {
       o.pool.quic.handshake_timeout = parse_duration(r.name(), r.value());
     } else if (r.is("--max-udp-payload")) {
       o.pool.quic.max_udp_payload = r.number(1200, std::size_t{16} * 1024);
+    } else if (r.is("--qlog")) {
+      o.pool.quic.qlog_dir = r.value();
+      if (o.pool.quic.qlog_dir.empty()) throw usage_error("--qlog wants a directory");
     } else if (r.is("--stream-open-timeout")) {
       o.pool.stream_open_timeout = parse_duration(r.name(), r.value());
     } else if (r.is("--deadline")) {
@@ -377,15 +385,36 @@ int run_probe(args a) {
   logger log(p.level, log_format::text, stderr);
   try {
     if (o.mode == "handshakes") o.tls.resume_sessions = false; // a full handshake each time
+    qlog_trouble qlog_problems;
+    if (!o.pool.quic.qlog_dir.empty()) {
+      prepare_qlog_dir(o.pool.quic.qlog_dir);
+      o.pool.quic.qlog_problems = &qlog_problems;
+    }
     const tls_context tls = tls_context::client(o.tls);
-    event_loop loop;
-    probe_context ctx{o, loop, tls, log, monotonic_now() + o.deadline};
-    if (o.mode == "check") return run_check(ctx);
-    if (o.mode == "hold") return run_hold(ctx);
-    if (o.mode == "load") return run_load(ctx);
-    if (o.mode == "throughput") return run_throughput(ctx);
-    if (o.mode == "handshakes") return run_handshakes(ctx);
-    return run_abuse(ctx);
+    int status = exit_passed;
+    {
+      event_loop loop;
+      probe_context ctx{o, loop, tls, log, monotonic_now() + o.deadline};
+      if (o.mode == "check") {
+        status = run_check(ctx);
+      } else if (o.mode == "hold") {
+        status = run_hold(ctx);
+      } else if (o.mode == "load") {
+        status = run_load(ctx);
+      } else if (o.mode == "throughput") {
+        status = run_throughput(ctx);
+      } else if (o.mode == "handshakes") {
+        status = run_handshakes(ctx);
+      } else {
+        status = run_abuse(ctx);
+      }
+    } // every connection is gone, its qlog closed
+    if (qlog_problems.connections > 0) {
+      fmt::print(stderr,
+                 "detour probe: --qlog: {} connection(s) without a complete qlog; the first: {}\n",
+                 qlog_problems.connections, qlog_problems.first_error);
+    }
+    return status;
   } catch (const std::exception& e) {
     fmt::print(stderr, "detour probe: {}\n", e.what());
     return exit_setup_error;

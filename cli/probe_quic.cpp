@@ -153,6 +153,11 @@ struct quic_connection::callbacks {
     fill_random({dest, len});
   }
 
+  // settings.qlog_write (not part of the table: set only with --qlog).
+  static void qlog_write(void* user_data, std::uint32_t flags, const void* data, std::size_t len) {
+    self(user_data).qlog_.write(data, len, (flags & NGTCP2_QLOG_WRITE_FLAG_FIN) != 0);
+  }
+
   static int new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
                                std::size_t cidlen, void*) {
     fill_random({cid->data, cidlen});
@@ -287,6 +292,15 @@ quic_connection::quic_connection(event_loop& loop, const quic_config& config,
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);
   settings.initial_ts = monotonic_now();
+  if (!config_.qlog_dir.empty()) {
+    // Opened before ngtcp2_conn_client_new, which writes the first record.
+    std::string error = qlog_.open(config_.qlog_dir, qlog_file_name({scid.data, scid.datalen}));
+    if (error.empty()) {
+      settings.qlog_write = callbacks::qlog_write;
+    } else if (config_.qlog_problems) {
+      config_.qlog_problems->note(std::move(error));
+    }
+  }
   settings.handshake_timeout = config_.handshake_timeout;
   settings.max_tx_udp_payload_size = config_.max_udp_payload;
   settings.pmtud_probes = pmtud_.sizes.data();
@@ -322,6 +336,8 @@ quic_connection::quic_connection(event_loop& loop, const quic_config& config,
 quic_connection::~quic_connection() {
   watch_.reset();
   if (conn_) ngtcp2_conn_del(conn_);
+  if (!qlog_.complete() && config_.qlog_problems)
+    config_.qlog_problems->note(qlog_.path() + ": a write failed, the file ends early");
 }
 
 void quic_connection::connect() {

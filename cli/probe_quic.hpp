@@ -8,6 +8,7 @@
 #include "event_loop.hpp"
 #include "pmtud.hpp"
 #include "probe_buffer.hpp"
+#include "qlog.hpp"
 #include "tls.hpp"
 #include "udp.hpp"
 
@@ -57,6 +58,10 @@ struct quic_config {
   /// Start a 1-RTT key update (RFC 9001 §6) each time this many more stream bytes have been
   /// sent, to check a server's; 0: never (quinn updates only near the AEAD usage limits).
   std::uint64_t key_update_bytes = 0;
+  /// --qlog: each connection's qlog goes to this directory (prepared by prepare_qlog_dir);
+  /// empty: none. Files that could not be made or written are counted in |qlog_problems|.
+  std::string qlog_dir;
+  qlog_trouble* qlog_problems = nullptr;
 };
 
 /// How a connection ended.
@@ -132,7 +137,7 @@ struct connection_stats {
   std::uint64_t stream_bytes_received = 0;
   std::uint64_t packets_sent = 0;
   std::uint64_t packets_received = 0;
-  std::uint64_t key_updates = 0; ///< key updates this client started (quic_config)
+  std::uint64_t key_updates = 0;           ///< key updates this client started (quic_config)
   std::size_t largest_packet_received = 0; ///< UDP payload bytes of the largest QUIC packet
   /// Packets by the ECN codepoint of their IP header (0 not-ECT, 1 ECT(1), 2 ECT(0), 3 CE). We
   /// mark what ngtcp2 asks for, as quinn does: ECT(0) while it validates the path's ECN (RFC
@@ -253,6 +258,7 @@ private:
   deferred notify_closed_;
   std::unique_ptr<struct ngtcp2_crypto_conn_ref> conn_ref_;
   std::unique_ptr<tls_session> tls_;
+  qlog_file qlog_; // --qlog; ngtcp2's last record (from ngtcp2_conn_del) closes it
   ngtcp2_conn* conn_ = nullptr;
   bool handshake_done_ = false;
   bool confirmed_ = false;

@@ -9,6 +9,7 @@
 #include "hook.hpp"
 #include "inspection.hpp"
 #include "log.hpp"
+#include "qlog.hpp"
 #include "serve_config.hpp"
 #include "server.hpp"
 #include "tls.hpp"
@@ -72,6 +73,11 @@ options:
                          discovery proves the path carries it (default 8952: 9000-byte jumbo
                          frames; Ethernet paths stay at 1452; 1200..16384)
   --retry                validate client addresses with a QUIC Retry first
+  --qlog DIR             write a qlog of every connection to DIR (created if missing), one
+                         file each named by its connection ID (the log lines' conn= is the
+                         start): each packet and frame, RTT and congestion window, for qvis
+                         or another qlog viewer; for debugging, as a busy server writes
+                         many files and each open connection keeps one open
   --state-dir DIR        folder of the development certificates (default
                          $XDG_STATE_HOME/detour or ~/.local/state/detour)
   --log-level LEVEL      debug | info | warn | error (default info)
@@ -198,6 +204,9 @@ bool parse_options(args a, serve_config& cfg) {
     } else if (r.is("--retry")) {
       r.flag();
       cfg.retry = true;
+    } else if (r.is("--qlog")) {
+      cfg.qlog_dir = r.value();
+      if (cfg.qlog_dir.empty()) throw usage_error("--qlog wants a directory");
     } else if (r.is("--state-dir")) {
       cfg.state_dir = r.value();
     } else if (r.is("--log-level")) {
@@ -272,6 +281,7 @@ int run_serve(args a, const serve_extensions& extensions) {
   logger log(cfg.level, cfg.format);
   try {
     if (cfg.certificate_file.empty()) use_development_certs(cfg);
+    if (!cfg.qlog_dir.empty()) prepare_qlog_dir(cfg.qlog_dir); // before any connection
     auto make_tls = [&cfg] {
       tls_server_config t;
       t.certificate_file = cfg.certificate_file;
@@ -310,6 +320,8 @@ int run_serve(args a, const serve_extensions& extensions) {
                                   {"retry", cfg.retry},
                                   {"gso", srv.gso_available()},
                                   {"workers", srv.size()}});
+
+    if (!cfg.qlog_dir.empty()) log.info("server.qlog", {{"dir", cfg.qlog_dir}});
 
     signal_watch signals(loop, {SIGINT, SIGTERM, SIGHUP}, [&](int sig) {
       if (sig == SIGHUP) {

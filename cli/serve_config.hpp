@@ -94,6 +94,9 @@ struct serve_config {
   timestamp handshake_timeout = 10 * nanoseconds_per_second;
   /// Validate client addresses with a Retry before creating any state (RFC 9000 §8.1.2).
   bool retry = false;
+  /// Where each connection's qlog goes (cli/qlog.hpp); empty: none. For debugging: a file per
+  /// connection, open while it is.
+  std::string qlog_dir;
 
   log_level level = log_level::info;
   log_format format = log_format::text;

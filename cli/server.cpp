@@ -366,6 +366,14 @@ void server::connection_done(connection& c) {
   reaper_.schedule();
 }
 
+void server::qlog_failed(std::string_view error) {
+  if (qlog_failures_++ == 0) {
+    log_.warn("qlog.failed", {{"error", error},
+                              {"worker", index_},
+                              {"note", "later qlog failures on this worker are not logged"}});
+  }
+}
+
 void server::reap() {
   std::vector<connection*> dead;
   dead.swap(dead_);

@@ -127,6 +127,9 @@ public:
   std::span<std::uint8_t> scratch() noexcept { return scratch_; }
   /// The connection has ended; it is destroyed after the current callback returns.
   void connection_done(connection& c);
+  /// A connection's --qlog file could not be made or written: the first failure on this
+  /// worker is logged (a full disk would otherwise log once per connection).
+  void qlog_failed(std::string_view error);
 
   std::size_t connection_count() const noexcept { return connections_.size(); }
   const server_stats& stats() const noexcept { return stats_; }
@@ -158,6 +161,7 @@ private:
   block_pool pool_;
   server_group& group_;
   std::size_t index_;
+  std::uint64_t qlog_failures_ = 0;
   std::vector<std::unique_ptr<endpoint>> endpoints_;
   receive_batch batch_;
   std::vector<std::uint8_t> scratch_;
