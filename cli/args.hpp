@@ -20,6 +20,26 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+/// Parses a size in bytes: "512", "16k", "4m", "1g" (powers of 1024; "b", "K", "KiB", "M",
+/// "MiB", "G", "GiB" too) within [min, max]. Throws usage_error naming |option|.
+inline std::uint64_t parse_size(std::string_view option, std::string_view text, std::uint64_t min,
+                                std::uint64_t max) {
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  unsigned shift = 99;
+  if (unit.empty() || unit == "b") shift = 0;
+  if (unit == "k" || unit == "K" || unit == "KiB") shift = 10;
+  if (unit == "m" || unit == "M" || unit == "MiB") shift = 20;
+  if (unit == "g" || unit == "G" || unit == "GiB") shift = 30;
+  if (ec != std::errc{} || shift == 99 || n > (max >> shift) || (n << shift) < min) {
+    throw usage_error(std::string(option) + " wants a size from " + std::to_string(min) + " to " +
+                      std::to_string(max) + " bytes, like 512, 16k, 4m or 1g, not '" +
+                      std::string(text) + "'");
+  }
+  return n << shift;
+}
+
 /// Walks the arguments one option at a time:
 ///   while (r.next()) { if (r.is("--listen")) x = r.value(); else if ... else r.unknown(); }
 class arg_reader {
@@ -63,6 +83,11 @@ public:
                         " to " + std::to_string(max) + ", not '" + std::string(v) + "'");
     }
     return n;
+  }
+
+  /// The value as a size in bytes within [min, max] (parse_size: 512, 16k, 4m, 1g).
+  std::uint64_t size(std::uint64_t min, std::uint64_t max) {
+    return parse_size(name_, value(), min, max);
   }
 
   /// A flag takes no value.

@@ -14,29 +14,6 @@ namespace detour::cli {
 
 // --- options -------------------------------------------------------------------------------------
 
-namespace {
-
-// "512", "16k", "4m", "1g": powers of 1024.
-std::uint64_t parse_size(std::string_view option, std::string_view text, std::uint64_t min,
-                         std::uint64_t max) {
-  std::uint64_t n = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  unsigned shift = 99;
-  if (unit.empty()) shift = 0;
-  if (unit == "k" || unit == "K") shift = 10;
-  if (unit == "m" || unit == "M") shift = 20;
-  if (unit == "g" || unit == "G") shift = 30;
-  if (ec != std::errc{} || shift == 99 || n > (max >> shift) || (n << shift) < min) {
-    throw usage_error(std::string(option) + " wants a size from " + std::to_string(min) + " to " +
-                      std::to_string(max) + " bytes, like 512, 16k, 4m or 1g, not '" +
-                      std::string(text) + "'");
-  }
-  return n << shift;
-}
-
-} // namespace
-
 bool parse_inspection_option(arg_reader& r, inspection_options& o) {
   if (r.is("--policy")) {
     o.policy_file = r.value();
@@ -46,17 +23,17 @@ bool parse_inspection_option(arg_reader& r, inspection_options& o) {
     o.audit_file = r.value();
     if (o.audit_file.empty()) throw usage_error("--audit wants a file, or - for stdout");
   } else if (r.is("--audit-queue")) {
-    o.audit_queue = parse_size(r.name(), r.value(), 64 * 1024, std::uint64_t{1} << 32);
+    o.audit_queue = r.size(64 * 1024, std::uint64_t{1} << 32);
   } else if (r.is("--capture")) {
     o.capture_file = r.value();
     if (o.capture_file.empty() || o.capture_file == "-")
       throw usage_error("--capture wants a file name");
   } else if (r.is("--capture-max-size")) {
-    o.capture_max_size = parse_size(r.name(), r.value(), 64 * 1024, std::uint64_t{1} << 40);
+    o.capture_max_size = r.size(64 * 1024, std::uint64_t{1} << 40);
   } else if (r.is("--capture-files")) {
     o.capture_files = static_cast<unsigned>(r.number(1, 1000));
   } else if (r.is("--capture-queue")) {
-    o.capture_queue = parse_size(r.name(), r.value(), 1024 * 1024, std::uint64_t{1} << 34);
+    o.capture_queue = r.size(1024 * 1024, std::uint64_t{1} << 34);
   } else if (r.is("--metrics")) {
     const std::string_view v = r.value();
     const auto a = socket_address::parse(v);

@@ -116,25 +116,6 @@ examples:
   detour probe abuse --case header --abuse-wait 2s
 )";
 
-std::uint64_t parse_size(arg_reader& r) {
-  const std::string_view text = r.value();
-  std::uint64_t n = 0;
-  const char* end = text.data() + text.size();
-  const auto [p, ec] = std::from_chars(text.data(), end, n);
-  const std::string_view unit(p, static_cast<std::size_t>(end - p));
-  std::uint64_t scale = 0;
-  if (unit.empty() || unit == "b") scale = 1;
-  if (unit == "k" || unit == "K" || unit == "KiB") scale = 1024;
-  if (unit == "m" || unit == "M" || unit == "MiB") scale = 1024 * 1024;
-  if (unit == "g" || unit == "G" || unit == "GiB") scale = 1024ULL * 1024 * 1024;
-  // A terabyte per task is far beyond any test; the cap also keeps the product in range.
-  if (ec != std::errc{} || scale == 0 || n > (1ULL << 40) / scale) {
-    throw usage_error(std::string(r.name()) + " wants a size like 512, 16k, 4m or 1g, not '" +
-                      std::string(text) + "'");
-  }
-  return n * scale;
-}
-
 std::vector<std::string> split_list(std::string_view s) {
   std::vector<std::string> out;
   while (!s.empty()) {
@@ -227,7 +208,7 @@ parsed parse(args a) {
     } else if (r.is("--handshake-timeout")) {
       o.pool.quic.handshake_timeout = parse_duration(r.name(), r.value());
     } else if (r.is("--max-udp-payload")) {
-      o.pool.quic.max_udp_payload = r.number(1200, std::size_t{16} * 1024);
+      o.pool.quic.max_udp_payload = r.size(1200, std::size_t{16} * 1024);
     } else if (r.is("--qlog")) {
       o.pool.quic.qlog_dir = r.value();
       if (o.pool.quic.qlog_dir.empty()) throw usage_error("--qlog wants a directory");
@@ -251,7 +232,7 @@ parsed parse(args a) {
       o.concurrency = r.number(1, 100'000);
       p.concurrency_given = true;
     } else if (r.is("--bytes")) {
-      o.bytes = parse_size(r);
+      o.bytes = r.size(0, std::uint64_t{1} << 40); // a terabyte per task: beyond any test
       p.bytes_given = true;
     } else if (r.is("--relay-data")) {
       const std::string_view v = r.value();

@@ -62,16 +62,16 @@ options:
   --pair-timeout DUR     a continued task waits this long for its south stream (default 30s,
                          g3proxy's own stream open timeout)
   --drain-timeout DUR    on SIGINT/SIGTERM, running tasks may finish for this long (default 30s)
-  --max-header-size N    largest PROXY v2 header accepted, bytes (default 4096; g3proxy's
-                         are at most 536)
-  --max-payload-size N   largest north payload accepted, bytes (default 65536)
-  --stream-window N      receive window per stream, bytes (default 262144)
-  --connection-window N  receive window per connection, bytes (default 4194304); also caps
-                         the echo it keeps unacknowledged (at least 32 x --send-buffer)
-  --send-buffer N        unacknowledged bytes kept per stream (default 262144)
-  --max-udp-payload N    largest UDP payload sent, bytes, reached only where path MTU
-                         discovery proves the path carries it (default 8952: 9000-byte jumbo
-                         frames; Ethernet paths stay at 1452; 1200..16384)
+  --max-header-size SIZE  largest PROXY v2 header accepted (default 4096; g3proxy's are at
+                         most 536)
+  --max-payload-size SIZE  largest north payload accepted (default 64k)
+  --stream-window SIZE   receive window per stream (default 256k)
+  --connection-window SIZE  receive window per connection (default 4m); also caps the echo
+                         it keeps unacknowledged (at least 32 x --send-buffer)
+  --send-buffer SIZE     unacknowledged bytes kept per stream (default 256k)
+  --max-udp-payload SIZE  largest UDP payload sent, reached only where path MTU discovery
+                         proves the path carries it (default 8952: 9000-byte jumbo frames;
+                         Ethernet paths stay at 1452; 1200..16384)
   --retry                validate client addresses with a QUIC Retry first
   --qlog DIR             write a qlog of every connection to DIR (created if missing), one
                          file each named by its connection ID (the log lines' conn= is the
@@ -105,7 +105,8 @@ inspection (docs/policy.md, docs/audit.md, docs/capture.md, docs/metrics.md):
   --metrics ADDR:PORT    Prometheus metrics at http://ADDR:PORT/metrics (TCP)
   --summary-interval DUR  a metrics.summary log line this often; 0: never (default 60s)
 
-Durations: 30s, 1500ms, 5m, 2h (a bare number means seconds). Sizes: 512, 16k, 4m, 1g.
+Durations: 30s, 1500ms, 5m, 2h (a bare number means seconds). Sizes: 512, 16k, 4m, 1g
+(powers of 1024).
 Signals: SIGINT/SIGTERM drain and exit 0 (audit and capture written out); a second one closes
 at once. SIGHUP reloads --cert, --key and --policy and reopens the --audit and --capture files
 without dropping connections or tasks.
@@ -189,18 +190,18 @@ bool parse_options(args a, serve_config& cfg) {
     } else if (r.is("--drain-timeout")) {
       cfg.drain_timeout = parse_duration(r.name(), r.value());
     } else if (r.is("--max-header-size")) {
-      cfg.max_header_size = r.number(16 + 12, 65535 + 16);
+      cfg.max_header_size = r.size(16 + 12, 65535 + 16);
     } else if (r.is("--max-payload-size")) {
-      cfg.max_payload_size = r.number(0, 1u << 24);
+      cfg.max_payload_size = r.size(0, 1u << 24);
     } else if (r.is("--stream-window")) {
-      cfg.stream_window = r.number(std::uint64_t{16} * 1024, 1u << 30);
+      cfg.stream_window = r.size(std::uint64_t{16} * 1024, 1u << 30);
     } else if (r.is("--connection-window")) {
-      cfg.connection_window = r.number(std::uint64_t{64} * 1024, 1ull << 34);
+      cfg.connection_window = r.size(std::uint64_t{64} * 1024, 1ull << 34);
     } else if (r.is("--send-buffer")) {
-      cfg.send_buffer = r.number(std::uint64_t{16} * 1024, 1u << 30);
+      cfg.send_buffer = r.size(std::uint64_t{16} * 1024, 1u << 30);
     } else if (r.is("--max-udp-payload")) {
       cfg.max_udp_payload =
-          r.number(serve_config::min_udp_payload, serve_config::max_udp_payload_limit);
+          r.size(serve_config::min_udp_payload, serve_config::max_udp_payload_limit);
     } else if (r.is("--retry")) {
       r.flag();
       cfg.retry = true;

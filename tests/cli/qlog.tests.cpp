@@ -20,10 +20,10 @@
 #include <stdexcept>
 #include <string>
 
+using Catch::Matchers::ContainsSubstring;
 using detour::cli::prepare_qlog_dir;
 using detour::cli::qlog_file;
 using detour::cli::qlog_file_name;
-using Catch::Matchers::ContainsSubstring;
 
 namespace {
 
