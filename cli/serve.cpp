@@ -237,19 +237,45 @@ bool parse_options(args a, serve_config& cfg) {
   return true;
 }
 
-// The development certificates: made on first start, reused afterwards. Prints where they are
-// and what to paste into g3proxy.
-void use_development_certs(serve_config& cfg) {
+// The development certificates: made on first start, reused afterwards. Says where they are;
+// returns the CA certificate's path for the g3proxy snippet.
+std::string use_development_certs(serve_config& cfg) {
   const std::filesystem::path dir =
       cfg.state_dir.empty() ? default_state_dir() : std::filesystem::path(cfg.state_dir);
   bool created = false;
   const cert_set_paths paths = ensure_development_certs(dir, created);
   cfg.certificate_file = paths.server_certificate.string();
   cfg.private_key_file = paths.server_key.string();
-  const socket_address& first = cfg.listen.front();
   fmt::print("detour serve: {} development certificates in {}\n", created ? "created" : "using the",
              dir.string());
   fmt::print("  CA certificate (give it to g3proxy): {}\n", paths.ca_certificate.string());
+  return paths.ca_certificate.string();
+}
+
+// What to paste into g3proxy, once the server is bound (a port of 0 is known by then). The
+// development certificate names 127.0.0.1, ::1 and localhost only: an address that is none of
+// them (or all of them, 0.0.0.0) gets the loopback address of its family in the snippet and a
+// note on what a g3proxy on another host needs.
+void print_g3proxy_snippet(socket_address peer, const std::string& ca_file) {
+  std::string note;
+  if (peer.is_unspecified()) {
+    const std::uint16_t port = peer.port();
+    peer = *socket_address::parse(peer.family() == AF_INET6 ? "[::1]:0" : "127.0.0.1:0");
+    peer.set_port(port);
+    note = "\n  Note: this peer is for a g3proxy on this host. The development certificate names\n"
+           "  127.0.0.1, ::1 and localhost only; for a g3proxy on another host make one that\n"
+           "  names the address it connects to (detour cert --out DIR --ip ADDR), then give\n"
+           "  detour serve --cert DIR/server.pem --key DIR/server.key (docs/g3proxy.md).\n";
+  } else if (!peer.is_loopback()) {
+    note = "\n  Note: the development certificate names 127.0.0.1, ::1 and localhost only, not\n"
+           "  " +
+           peer.host() +
+           ", so g3proxy will refuse it. Make one that does\n"
+           "  (detour cert --out DIR --ip " +
+           peer.host() +
+           "), then give detour serve\n"
+           "  --cert DIR/server.pem --key DIR/server.key (docs/g3proxy.md).\n";
+  }
   fmt::print("\ng3proxy auditor configuration:\n"
              "  stream_detour_service:\n"
              "    peer: {}\n"
@@ -258,8 +284,8 @@ void use_development_certs(serve_config& cfg) {
              "  h2_inspect_policy: detour\n"
              "  websocket_inspect_policy: detour\n"
              "  smtp_inspect_policy: detour\n"
-             "  imap_inspect_policy: detour\n\n",
-             first.to_string(), paths.ca_certificate.string());
+             "  imap_inspect_policy: detour\n{}\n",
+             peer.to_string(), ca_file, note);
   std::fflush(stdout);
 }
 
@@ -281,7 +307,8 @@ int run_serve(args a, const serve_extensions& extensions) {
     return check_policy_command(cfg.inspect.check_policy, stdout);
   logger log(cfg.level, cfg.format);
   try {
-    if (cfg.certificate_file.empty()) use_development_certs(cfg);
+    std::string development_ca; // with development certificates: the CA g3proxy needs
+    if (cfg.certificate_file.empty()) development_ca = use_development_certs(cfg);
     if (!cfg.qlog_dir.empty()) prepare_qlog_dir(cfg.qlog_dir); // before any connection
     auto make_tls = [&cfg] {
       tls_server_config t;
@@ -312,6 +339,8 @@ int run_serve(args a, const serve_extensions& extensions) {
     });
     std::string addrs;
     for (const auto& l : srv.local_addresses()) addrs += (addrs.empty() ? "" : ",") + l.to_string();
+    if (!development_ca.empty())
+      print_g3proxy_snippet(srv.local_addresses().front(), development_ca);
     // With --policy the rules decide: --action is not used.
     const std::string_view answers =
         cfg.inspect.policy_file.empty() ? to_string(cfg.decision) : std::string_view("policy");

@@ -5,6 +5,9 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/wait.h>
 
@@ -12,6 +15,8 @@
 #include <cstdio>
 
 #include <array>
+#include <optional>
+#include <string>
 #include <vector>
 
 using namespace detour;
@@ -133,6 +138,55 @@ TEST_CASE("serve prints the CA path and a g3proxy snippet on first start, and re
   }
   server_process again({"--state-dir", state.path.string()});
   CHECK(again.stdout_text().find("using the development certificates") != std::string::npos);
+}
+
+namespace {
+
+// An IPv4 address of this host that is not loopback, if it has one.
+std::optional<std::string> non_loopback_ipv4() {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return std::nullopt;
+  std::optional<std::string> found;
+  for (const ifaddrs* i = list; i && !found; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+    if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) continue;
+    std::array<char, INET_ADDRSTRLEN> text{};
+    if (::inet_ntop(AF_INET, &in->sin_addr, text.data(), text.size())) found = text.data();
+  }
+  ::freeifaddrs(list);
+  return found;
+}
+
+} // namespace
+
+TEST_CASE("serve's g3proxy snippet names the bound port and an address the certificate names",
+          "[e2e][certs]") {
+  temp_dir state;
+  {
+    // Port 0: the snippet names the port the kernel chose, not 0.
+    server_process srv({"--state-dir", state.path.string()});
+    const std::string out = srv.stdout_text();
+    CHECK(out.find("peer: 127.0.0.1:" + std::to_string(srv.address().port()) + "\n") !=
+          std::string::npos);
+    CHECK(out.find("Note:") == std::string::npos);
+  }
+  {
+    // All addresses: g3proxy cannot connect to 0.0.0.0 with this certificate; loopback can.
+    server_process srv({"--state-dir", state.path.string(), "--listen", "0.0.0.0:0"});
+    const std::string out = srv.stdout_text();
+    CHECK(out.find("peer: 127.0.0.1:" + std::to_string(srv.address().port()) + "\n") !=
+          std::string::npos);
+    CHECK(out.find("Note: this peer is for a g3proxy on this host") != std::string::npos);
+  }
+  if (const auto ip = non_loopback_ipv4()) {
+    // An address the development certificate does not name: said so, with the way out.
+    server_process srv({"--state-dir", state.path.string(), "--listen", *ip + ":0"});
+    const std::string out = srv.stdout_text();
+    CHECK(out.find("peer: " + *ip + ":") != std::string::npos);
+    CHECK(out.find("not\n  " + *ip + ", so g3proxy will refuse it") != std::string::npos);
+    CHECK(out.find("detour cert --out DIR --ip " + *ip) != std::string::npos);
+  }
 }
 
 TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options]") {
