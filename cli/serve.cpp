@@ -253,9 +253,9 @@ std::string use_development_certs(serve_config& cfg) {
 }
 
 // What to paste into g3proxy, once the server is bound (a port of 0 is known by then). The
-// development certificate names 127.0.0.1, ::1 and localhost only: an address that is none of
-// them (or all of them, 0.0.0.0) gets the loopback address of its family in the snippet and a
-// note on what a g3proxy on another host needs.
+// development certificate names 127.0.0.1, ::1 and localhost only: an unspecified address
+// (0.0.0.0, ::) becomes the loopback address of its family, and any other address the
+// certificate does not name gets a note on the certificate a g3proxy there needs.
 void print_g3proxy_snippet(socket_address peer, const std::string& ca_file) {
   std::string note;
   if (peer.is_unspecified()) {
@@ -266,15 +266,13 @@ void print_g3proxy_snippet(socket_address peer, const std::string& ca_file) {
            "  127.0.0.1, ::1 and localhost only; for a g3proxy on another host make one that\n"
            "  names the address it connects to (detour cert --out DIR --ip ADDR), then give\n"
            "  detour serve --cert DIR/server.pem --key DIR/server.key (docs/g3proxy.md).\n";
-  } else if (!peer.is_loopback()) {
-    note = "\n  Note: the development certificate names 127.0.0.1, ::1 and localhost only, not\n"
-           "  " +
-           peer.host() +
-           ", so g3proxy will refuse it. Make one that does\n"
-           "  (detour cert --out DIR --ip " +
-           peer.host() +
-           "), then give detour serve\n"
-           "  --cert DIR/server.pem --key DIR/server.key (docs/g3proxy.md).\n";
+  } else if (peer.host() != "127.0.0.1" && peer.host() != "::1") {
+    note = fmt::format(
+        "\n  Note: the development certificate names 127.0.0.1, ::1 and localhost only, not\n"
+        "  {0}, so g3proxy will refuse it. Make one that does\n"
+        "  (detour cert --out DIR --ip {0}), then give detour serve\n"
+        "  --cert DIR/server.pem --key DIR/server.key (docs/g3proxy.md).\n",
+        peer.host());
   }
   fmt::print("\ng3proxy auditor configuration:\n"
              "  stream_detour_service:\n"

@@ -175,17 +175,6 @@ bool socket_address::is_unspecified() const noexcept {
   return true;
 }
 
-bool socket_address::is_loopback() const noexcept {
-  if (family() == AF_INET) {
-    const std::uint32_t a = ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr);
-    return (a >> 24) == 127;
-  }
-  if (family() == AF_INET6) {
-    return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr);
-  }
-  return false;
-}
-
 std::string socket_address::host() const {
   std::array<char, INET6_ADDRSTRLEN> buf{};
   if (family() == AF_INET) {

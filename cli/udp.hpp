@@ -34,7 +34,6 @@ public:
   std::uint16_t port() const noexcept;
   void set_port(std::uint16_t port) noexcept;
   bool is_unspecified() const noexcept; ///< 0.0.0.0 or ::
-  bool is_loopback() const noexcept;    ///< 127.0.0.0/8 or ::1
   const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
   sockaddr* data() noexcept { return reinterpret_cast<sockaddr*>(&storage_); }
   socklen_t size() const noexcept { return len_; }
