@@ -368,9 +368,9 @@ void server::connection_done(connection& c) {
 
 void server::qlog_failed(std::string_view error) {
   if (qlog_failures_++ == 0) {
-    log_.warn("qlog.failed", {{"error", error},
-                              {"worker", index_},
-                              {"note", "later qlog failures on this worker are not logged"}});
+    // The worker's logger names the worker.
+    log_.warn("qlog.failed",
+              {{"error", error}, {"note", "later qlog failures on this worker are not logged"}});
   }
 }
 
