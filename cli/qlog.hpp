@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <span>
 #include <string>
-#include <string_view>
 
 namespace detour::cli {
 
