@@ -3,6 +3,7 @@
 // trampolines in a constant table; everything time-related takes `now` from the event loop.
 #include "connection.hpp"
 
+#include "hex_dump.hpp"
 #include "inspection.hpp"
 #include "packet_protection.hpp"
 #include "server.hpp"
@@ -140,12 +141,6 @@ bool same_address(const socket_address& a, const ngtcp2_addr& raw) noexcept {
   return a.size() == raw.addrlen && std::memcmp(a.data(), raw.addr, raw.addrlen) == 0;
 }
 
-std::string hex(const std::uint8_t* p, std::size_t n) {
-  std::string s;
-  for (std::size_t i = 0; i < n; ++i) s += fmt::format("{:02x}", p[i]);
-  return s;
-}
-
 // Packets written per burst, at most (the kernel's UDP_MAX_SEGMENTS; udp_socket splits a
 // train that is larger than one GSO send may carry).
 constexpr std::size_t max_train_packets = server::max_train_packets;
@@ -170,7 +165,7 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
   const serve_config& cfg = srv.config();
   ngtcp2_cid scid{};
   srv.new_cid(scid, scid_length); // names this worker (server::new_cid)
-  log_id_ = hex(scid.data, 4);
+  log_id_ = hex_bytes({scid.data, 4}); // the first 8 digits of its qlog file's name
 
   ngtcp2_settings settings;
   ngtcp2_settings_default(&settings);

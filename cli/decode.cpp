@@ -105,12 +105,6 @@ std::span<const std::uint8_t> bytes_of(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
-std::string hex(std::span<const std::uint8_t> bytes) {
-  std::string out;
-  for (std::uint8_t b : bytes) out += fmt::format("{:02x}", b);
-  return out;
-}
-
 bool is_printable_text(std::span<const std::uint8_t> bytes) {
   return !bytes.empty() && std::all_of(bytes.begin(), bytes.end(),
                                        [](std::uint8_t b) { return b >= 0x20 && b < 0x7F; });
@@ -217,7 +211,7 @@ std::string tlv_meaning(const ppv2::tlv_view& t) {
       return fmt::format("client {:#04x}, verify {}", v[0], detail::load_be32(v.data() + 1));
     break;
   case tlv_type::noop:
-    return v.empty() ? "(padding)" : fmt::format("(padding) {}", hex(v));
+    return v.empty() ? "(padding)" : fmt::format("(padding) {}", hex_bytes(v));
   case tlv_type::authority:
   case tlv_type::netns:
   case tlv_type::upstream:
@@ -230,7 +224,7 @@ std::string tlv_meaning(const ppv2::tlv_view& t) {
   }
   if (t.type >= 0x21 && t.type <= 0x25) return fmt::format("\"{}\"", printable(v)); // SSL text
   if (is_printable_text(v)) return fmt::format("\"{}\"", printable(v));
-  return v.empty() ? "(empty)" : hex(v);
+  return v.empty() ? "(empty)" : hex_bytes(v);
 }
 
 std::string tlv_label(std::uint8_t type) {
@@ -386,7 +380,7 @@ void print_json(const report& r) {
   const auto tlv_json = [](const ppv2::tlv_view& t) {
     std::string s = fmt::format(
         "{{\"offset\":{},\"type\":{},\"name\":\"{}\",\"length\":{},\"hex\":\"{}\",\"meaning\":{}",
-        t.offset, t.type, tlv_label(t.type), t.value.size(), hex(t.value),
+        t.offset, t.type, tlv_label(t.type), t.value.size(), hex_bytes(t.value),
         json_string(tlv_meaning(t)));
     if (is_printable_text(t.value)) s += fmt::format(",\"text\":{}", json_string(t.value));
     return s;
@@ -447,7 +441,8 @@ void print_json(const report& r) {
                               to_text(n.task_id).view(), json_string(n.protocol_name),
                               n.protocol != protocol_kind::other, n.match_id, n.payload_length));
   const auto payload = rest.first(std::min<std::size_t>(n.payload_length, rest.size()));
-  std::string p = fmt::format("{{\"present\":{},\"hex\":\"{}\"", payload.size(), hex(payload));
+  std::string p =
+      fmt::format("{{\"present\":{},\"hex\":\"{}\"", payload.size(), hex_bytes(payload));
   if (n.protocol == protocol_kind::websocket && payload.size() == n.payload_length &&
       !payload.empty()) {
     const auto w = parse_websocket_payload(payload);

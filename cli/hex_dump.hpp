@@ -95,6 +95,18 @@ inline std::optional<hex_error> plain_digits(std::string_view text, std::string&
 
 } // namespace hex_detail
 
+/// |bytes| as lower-case hex digits, two per byte, nothing between them.
+inline std::string hex_bytes(std::span<const std::uint8_t> bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const std::uint8_t b : bytes) {
+    out += digits[b >> 4];
+    out += digits[b & 0xF];
+  }
+  return out;
+}
+
 /// Appends the bytes that hex text describes to |out|: plain hex, or a dump whose lines start
 /// with offsets. In a dump, lines without an offset (tcpdump's packet lines) are skipped, only
 /// the first packet is read (until the offsets start again), consecutive offsets say how many

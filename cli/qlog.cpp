@@ -2,6 +2,8 @@
 // cli/qlog.cpp: see qlog.hpp.
 #include "qlog.hpp"
 
+#include "hex_dump.hpp"
+
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -43,14 +45,7 @@ void prepare_qlog_dir(const std::string& dir) {
 }
 
 std::string qlog_file_name(std::span<const std::uint8_t> connection_id) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string name;
-  name.reserve(connection_id.size() * 2 + 6);
-  for (const std::uint8_t b : connection_id) {
-    name += digits[b >> 4];
-    name += digits[b & 0xF];
-  }
-  return name + ".sqlog";
+  return hex_bytes(connection_id) + ".sqlog";
 }
 
 std::string qlog_file::open(const std::string& dir, const std::string& name) {
