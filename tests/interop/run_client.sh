@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# tests/interop/quinn/run.sh: runs the quinn client (g3proxy's QUIC and TLS stack) against a
-# fresh `detour serve` on a loopback port chosen by the kernel, with certificates in a temporary
-# folder; then checks that the server's log agrees with what the client saw and that the server
-# stops cleanly on SIGTERM.
+# tests/interop/run_client.sh: runs an independent stream detour client (the quinn one, on
+# g3proxy's own QUIC and TLS stack, or the quic-go one) against a fresh `detour serve` on a
+# loopback port chosen by the kernel, with certificates in a temporary folder; then checks that
+# the server's log agrees with what the client saw and that the server stops cleanly on SIGTERM.
 #
-# usage: run.sh DETOUR CLIENT SETUP HOST [SERVE_ARGS...] -- [CLIENT_ARGS...]
+# usage: run_client.sh DETOUR CLIENT SETUP HOST [SERVE_ARGS...] -- [CLIENT_ARGS...]
 #   SETUP  dev          the development certificates `detour serve` makes in its state folder
 #          mtls         a `detour cert` set; serve --client-ca; the client presents client.pem
 #          mtls-nocert  the same server; the client presents no certificate
 #          wrong-ca     development certificates; the client trusts another CA
 #          wrong-ip     a server certificate for 192.0.2.1 only
 #   HOST   127.0.0.1 or ::1
-# --server, --ca, --cert and --key are added to the client's arguments.
+# --server, --ca, --cert and --key are added to the client's arguments. KEEP_WORK=1 keeps the
+# temporary folder (certificates, the server's log) for a look after the run.
 set -uo pipefail
 
 detour=$1 client=$2 setup=$3 host=$4
@@ -30,7 +31,7 @@ server_pid=
 cleanup() {
   # Only the server this script started, by its own pid.
   if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then kill -KILL "$server_pid"; fi
-  rm -rf "$work"
+  [[ -n ${KEEP_WORK:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -77,10 +78,10 @@ for _ in $(seq 200); do
 done
 [[ -n $address ]] || fail "detour serve did not start listening within 10 s"
 
-echo "+ detour-quinn-client --server $address --ca $ca ${client_args[*]}"
+echo "+ $(basename "$client") --server $address --ca $ca ${client_args[*]}"
 "$client" --server "$address" --ca "$ca" "${client_args[@]}" | tee "$work/client.out"
 status=${PIPESTATUS[0]}
-[[ $status -eq 0 ]] || fail "the quinn client exited with $status"
+[[ $status -eq 0 ]] || fail "$(basename "$client") exited with $status"
 
 # Stop the server (bounded: 40 s; its drain timeout is 30 s) and expect a clean exit.
 kill -0 "$server_pid" 2>/dev/null || fail "detour serve died during the run"
