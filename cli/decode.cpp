@@ -33,7 +33,10 @@ constexpr std::string_view decode_help = R"(usage: detour decode [options] HEX..
 
 Decodes a PROXY protocol v2 header and the g3proxy stream detour request it carries (north
 request or south hello), with its payload, from a byte dump. Prints every field; for a
-malformed header, the error and the offset of the offending byte.
+malformed header, the error and the offset of the offending byte. Any PROXY v2 header decodes:
+HAProxy's TLVs (SSL with its sub-TLVs, CRC32C checked, authority, unique ID, ...) are named,
+and so are the custom TLVs of AWS (0xEA VPC endpoint ID), Azure (0xEE private endpoint LINKID)
+and Google Cloud (0xE0 PSC connection ID, the type detour uses for its upstream).
 
 Input, one of:
   HEX...         hex bytes on the command line; spaces, colons, commas, "0x" and "\x"
@@ -212,15 +215,33 @@ std::string tlv_meaning(const ppv2::tlv_view& t) {
     break;
   case tlv_type::noop:
     return v.empty() ? "(padding)" : fmt::format("(padding) {}", hex_bytes(v));
+  case tlv_type::upstream:
+    // Google Cloud's load balancers send their PSC connection ID in 0xE0 too: 8 bytes, a
+    // 64-bit big-endian number, where detour has host:port text.
+    if (v.size() == 8 && !is_printable_text(v))
+      return fmt::format("\"{}\" (not text: as Google Cloud's PSC connection ID, {})", printable(v),
+                         std::uint64_t{detail::load_be32(v.data())} << 32 |
+                             detail::load_be32(v.data() + 4));
+    return fmt::format("\"{}\"", printable(v));
   case tlv_type::authority:
   case tlv_type::netns:
-  case tlv_type::upstream:
   case tlv_type::tls_name:
   case tlv_type::username:
   case tlv_type::protocol:
     return fmt::format("\"{}\"", printable(v)); // text, escaped
   default:
     break;
+  }
+  // Cloud load balancers put their own TLVs in the custom range, next to (not among) detour's
+  // E0-E6: AWS's VPC endpoint id (0xEA, sub-type 0x01, text) and Azure's private endpoint
+  // LINKID (0xEE, sub-type 0x01, 32 bits little-endian).
+  if (t.type == 0xEA && v.size() > 1 && v[0] == 0x01)
+    return fmt::format("AWS VPC endpoint ID \"{}\"", printable(v.subspan(1)));
+  if (t.type == 0xEE && v.size() == 5 && v[0] == 0x01) {
+    const std::uint32_t link =
+        static_cast<std::uint32_t>(v[1]) | static_cast<std::uint32_t>(v[2]) << 8 |
+        static_cast<std::uint32_t>(v[3]) << 16 | static_cast<std::uint32_t>(v[4]) << 24;
+    return fmt::format("Azure private endpoint LINKID {}", link);
   }
   if (t.type >= 0x21 && t.type <= 0x25) return fmt::format("\"{}\"", printable(v)); // SSL text
   if (is_printable_text(v)) return fmt::format("\"{}\"", printable(v));

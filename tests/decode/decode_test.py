@@ -182,6 +182,28 @@ expect("incomplete", ["0d0a0d0a000d0a515549540a 2111000c c0a8"], 1,
        ["incomplete PROXY v2 header: 18 bytes given, 10 more needed"])
 expect("an HTTP request", ["-"], 1, ["(bad_signature) at byte 0"], stdin=b"GET / HTTP/1.1\r\n\r\n\x00")
 
+# --- Cloud load balancers' custom TLVs -----------------------------------------------------------
+def ppv2_tcp4(tlvs):
+    body = bytes.fromhex("0a000001 0a000002 3039 01bb") + b"".join(
+        bytes([t]) + len(v).to_bytes(2, "big") + v for t, v in tlvs)
+    return bytes.fromhex("0d0a0d0a000d0a515549540a 2111") + len(body).to_bytes(2, "big") + body
+
+
+expect("AWS VPC endpoint ID", [ppv2_tcp4([(0xEA, b"\x01vpce-08d2bf15fd1234567")]).hex()], 0,
+       ['0xea custom', 'AWS VPC endpoint ID "vpce-08d2bf15fd1234567"',
+        "not a detour stream header"])
+expect("Azure private endpoint LINKID", [ppv2_tcp4([(0xEE, b"\x01\x40\xe2\x01\x00")]).hex()], 0,
+       ["Azure private endpoint LINKID 123456", "not a detour stream header"])
+expect("Azure TLV of another sub-type", [ppv2_tcp4([(0xEE, b"\x02\x40\xe2\x01\x00")]).hex()], 0,
+       ["0xee custom", "0240e20100"], absent=["LINKID"])
+expect("Google Cloud PSC connection ID in 0xE0",
+       [ppv2_tcp4([(0xE0, (0x1234567890).to_bytes(8, "big"))]).hex()], 1,
+       ["as Google Cloud's PSC connection ID, 78187493520",
+        "malformed detour header: detour header lacks a required TLV (missing_required_tlv)"])
+expect("an 8-byte text upstream is not taken for Google Cloud's",
+       ["--json", ppv2_tcp4([(0xE0, b"a.io:443")]).hex()], 1, ['"meaning":"\\"a.io:443\\""'],
+       absent=["Google"])
+
 # --- Usage errors -------------------------------------------------------------------------------
 expect("no input", [], 2, ["give the bytes"])
 expect("two inputs", ["-", "0d0a"], 2, ["give the bytes"])
