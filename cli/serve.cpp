@@ -12,6 +12,7 @@
 #include "qlog.hpp"
 #include "serve_config.hpp"
 #include "server.hpp"
+#include "service_notify.hpp"
 #include "tls.hpp"
 #include "workers.hpp"
 
@@ -110,6 +111,10 @@ Durations: 30s, 1500ms, 5m, 2h (a bare number means seconds). Sizes: 512, 16k, 4
 Signals: SIGINT/SIGTERM drain and exit 0 (audit and capture written out); a second one closes
 at once. SIGHUP reloads --cert, --key and --policy and reopens the --audit and --capture files
 without dropping connections or tasks.
+
+Under systemd (Type=notify) or another supervisor that sets NOTIFY_SOCKET, the server says
+READY=1 once its sockets are bound, RELOADING=1 then READY=1 around a SIGHUP reload, and
+STOPPING=1 when it drains (docs/examples/detour.service is a hardened unit).
 
 examples:
   detour serve                                     # loopback, development certificates
@@ -351,8 +356,21 @@ int run_serve(args a, const serve_extensions& extensions) {
 
     if (!cfg.qlog_dir.empty()) log.info("server.qlog", {{"dir", cfg.qlog_dir}});
 
+    // A service manager that started us with NOTIFY_SOCKET (systemd's Type=notify) learns that
+    // the sockets are bound, and of reloads and the shutdown. A failure costs nothing but a
+    // warning, once.
+    service_notifier notifier;
+    bool notify_warned = false;
+    auto notify = [&](bool sent) {
+      if (sent || notify_warned || notifier.problem().empty()) return;
+      notify_warned = true;
+      log.warn("service.notify_failed", {{"error", notifier.problem()}});
+    };
+    const std::string status = fmt::format("listening on {}, {} workers", addrs, srv.size());
+
     signal_watch signals(loop, {SIGINT, SIGTERM, SIGHUP}, [&](int sig) {
       if (sig == SIGHUP) {
+        notify(notifier.reloading());
         features.reload(); // policy, audit and capture files
         try {
           srv.replace_tls(make_tls());
@@ -360,11 +378,14 @@ int run_serve(args a, const serve_extensions& extensions) {
         } catch (const tls_error& e) {
           log.error("server.reload_failed", {{"error", e.what()}});
         }
+        notify(notifier.ready(status));
         return;
       }
+      notify(notifier.stopping());
       srv.begin_shutdown([&] { loop.stop(); });
     });
     srv.start(); // after the signal watch: the worker threads inherit a mask with them blocked
+    notify(notifier.ready(status));
     loop.run();
     const worker_totals t = srv.totals();
     log.info("server.stopped", {{"connections", t.connections}, {"forwarded", t.forwarded}});
