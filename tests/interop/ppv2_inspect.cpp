@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// tests/interop/ppv2_inspect.cpp: the library at the command line for the HAProxy interop test.
+// tests/interop/ppv2_inspect.cpp: the library at the command line for the HAProxy and
+// go-proxyproto interop tests.
 //   ppv2_inspect decode            reads raw bytes on stdin, prints the decoded header as
 //                                  `name=value` lines (status, addresses, every TLV, SSL fields)
 //   ppv2_inspect encode SRC DST [north|south]
@@ -52,9 +53,20 @@ int decode_stdin() {
   const auto& h = r.value;
   std::cout << "status=complete\nsize=" << h.size()
             << "\ncommand=" << (h.command == ppv2::command::proxy ? "PROXY" : "LOCAL")
-            << "\nfam=" << type_hex(h.bytes[13]) << "\nsource=" << to_text(h.source).view()
-            << "\ndestination=" << to_text(h.destination).view()
-            << "\ntrailing=" << in.size() - h.size() << "\n";
+            << "\nfam=" << type_hex(h.bytes[13]);
+  if (h.family == ppv2::address_family::unix_socket) {
+    // The paths up to their first NUL (PROXY v2 section 2.2: 108 bytes each, NUL-padded).
+    const auto path = [](std::span<const std::uint8_t> p) {
+      std::string out(p.begin(), p.end());
+      return out.substr(0, out.find('\0'));
+    };
+    std::cout << "\nsource=" << path(h.unix_source())
+              << "\ndestination=" << path(h.unix_destination());
+  } else {
+    std::cout << "\nsource=" << to_text(h.source).view()
+              << "\ndestination=" << to_text(h.destination).view();
+  }
+  std::cout << "\ntrailing=" << in.size() - h.size() << "\n";
   std::string order;
   for (const auto t : h.tlvs()) {
     order += (order.empty() ? "" : ",") + type_hex(t.type);
