@@ -528,6 +528,36 @@ func (s *streams) abandon() {
 	s.south.CancelRead(0)
 }
 
+// endAsClient closes as g3proxy does when the client ends: FIN on south and north, wait for
+// north's receive side to end, drop south's (STOP_SENDING 0).
+func endAsClient(s *streams) error {
+	_ = s.south.Close()
+	_ = s.north.Close()
+	if err := expectEnd(s.north, "north"); err != nil {
+		return err
+	}
+	s.south.CancelRead(0)
+	return nil
+}
+
+// continued is how every single-task check starts: a connection, the task's streams, the
+// request answered continue and the south header written. The caller finishes the connection.
+func (c *client) continued(t *task) (*conn, *streams, error) {
+	q, err := c.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := openStreams(q)
+	if err == nil {
+		err = c.requestContinue(s, t, nil)
+	}
+	if err != nil {
+		q.finish()
+		return nil, nil, err
+	}
+	return q, s, nil
+}
+
 // readFull reads len(buf) bytes within timeout.
 func readFull(st quic.Stream, buf []byte, timeout time.Duration) error {
 	_ = st.SetReadDeadline(time.Now().Add(timeout))
@@ -667,13 +697,7 @@ func (c *client) relay(s *streams, toRemote []byte, sent int, toClient []byte, e
 				len(toRemote), len(toClient), 3*stepTimeout)
 		}
 	}
-	_ = s.south.Close()
-	_ = s.north.Close()
-	if err := expectEnd(s.north, "north"); err != nil {
-		return err
-	}
-	s.south.CancelRead(0)
-	return nil
+	return endAsClient(s)
 }
 
 // runTask is a whole continued task with random sizes; every fourth sends client bytes before
@@ -805,19 +829,11 @@ func (c *client) sixteenAtOnce() (string, error) {
 // must come back; a short dialogue; then the remote ends first: FIN on north and south, wait
 // for south to end, drop north (g3proxy's relay_after_remote_closed).
 func (c *client) remoteSpeaksFirst() (string, error) {
-	q, err := c.connect()
+	q, s, err := c.continued(c.newTask(0, "smtp"))
 	if err != nil {
 		return "", err
 	}
 	defer q.finish()
-	t := c.newTask(0, "smtp")
-	s, err := openStreams(q)
-	if err != nil {
-		return "", err
-	}
-	if err := c.requestContinue(s, t, nil); err != nil {
-		return "", err
-	}
 	dialogue := []struct {
 		fromClient bool
 		line       string
@@ -853,19 +869,12 @@ func (c *client) remoteSpeaksFirst() (string, error) {
 
 // websocket: the summary payload after the header, then frames both ways.
 func (c *client) websocket() (string, error) {
-	q, err := c.connect()
+	t := c.newTask(0, "websocket")
+	q, s, err := c.continued(t)
 	if err != nil {
 		return "", err
 	}
 	defer q.finish()
-	t := c.newTask(0, "websocket")
-	s, err := openStreams(q)
-	if err != nil {
-		return "", err
-	}
-	if err := c.requestContinue(s, t, nil); err != nil {
-		return "", err
-	}
 	toRemote := append([]byte{0x82, 0xfe, 0x01, 0x00}, c.bytes(4+256)...) // masked, 256 bytes
 	toClient := append([]byte{0x81, 0x05}, "hello"...)
 	if err := c.relay(s, toRemote, 0, toClient, false); err != nil {
@@ -876,18 +885,11 @@ func (c *client) websocket() (string, error) {
 
 // large: --bytes each way on one task, both directions at once.
 func (c *client) large() (string, error) {
-	q, err := c.connect()
+	q, s, err := c.continued(c.newTask(0, "http_2"))
 	if err != nil {
 		return "", err
 	}
 	defer q.finish()
-	s, err := openStreams(q)
-	if err != nil {
-		return "", err
-	}
-	if err := c.requestContinue(s, c.newTask(0, "http_2"), nil); err != nil {
-		return "", err
-	}
 	toRemote, toClient := c.bytes(c.opts.bytes), c.bytes(c.opts.bytes)
 	start := time.Now()
 	if err := c.relay(s, toRemote, 0, toClient, false); err != nil {
@@ -961,18 +963,11 @@ func expectPattern(st quic.Stream, seed uint64, n int, what string) error {
 // every byte must come back.
 func (c *client) keyUpdate() (string, error) {
 	const size = 150 << 20
-	q, err := c.connect()
+	q, s, err := c.continued(c.newTask(0, "http_2"))
 	if err != nil {
 		return "", err
 	}
 	defer q.finish()
-	s, err := openStreams(q)
-	if err != nil {
-		return "", err
-	}
-	if err := c.requestContinue(s, c.newTask(0, "http_2"), nil); err != nil {
-		return "", err
-	}
 	north, south := c.random(), c.random()
 	start := time.Now()
 	failed := parallel(4, func(i int) error {
@@ -991,12 +986,9 @@ func (c *client) keyUpdate() (string, error) {
 		return "", errors.New(failed[0])
 	}
 	seconds := time.Since(start).Seconds()
-	_ = s.south.Close()
-	_ = s.north.Close()
-	if err := expectEnd(s.north, "north"); err != nil {
+	if err := endAsClient(s); err != nil {
 		return "", err
 	}
-	s.south.CancelRead(0)
 	q.trace.mu.Lock()
 	local, remote := q.trace.localUpdates, q.trace.remoteUpdates
 	q.trace.mu.Unlock()
