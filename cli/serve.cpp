@@ -114,7 +114,8 @@ without dropping connections or tasks.
 
 Under systemd (Type=notify) or another supervisor that sets NOTIFY_SOCKET, the server says
 READY=1 once its sockets are bound, RELOADING=1 then READY=1 around a SIGHUP reload, and
-STOPPING=1 when it drains (docs/examples/detour.service is a hardened unit).
+STOPPING=1 when it drains; with WATCHDOG_USEC (WatchdogSec=) it sends WATCHDOG=1 three times a
+period while every worker's loop turns (docs/examples/detour.service is a hardened unit).
 
 examples:
   detour serve                                     # loopback, development certificates
@@ -366,7 +367,33 @@ int run_serve(args a, const serve_extensions& extensions) {
       notify_warned = true;
       log.warn("service.notify_failed", {{"error", notifier.problem()}});
     };
+    if (notifier.enabled()) notify(false); // a WATCHDOG_USEC it cannot use
     const std::string status = fmt::format("listening on {}, {} workers", addrs, srv.size());
+
+    // The service manager's watchdog (systemd's WatchdogSec=): WATCHDOG=1 three times a period,
+    // each only when every worker's loop ran the previous heartbeat. A stalled worker withholds
+    // it, and the manager restarts the service; one late round alone does not.
+    std::unique_ptr<timer> watchdog;
+    bool stall_logged = false;
+    if (notifier.enabled() && notifier.watchdog_period().count() > 0) {
+      const timestamp tick = static_cast<timestamp>(notifier.watchdog_period().count()) * 1000 / 3;
+      watchdog = std::make_unique<timer>(loop, [&, tick] {
+        const std::vector<std::size_t> late = srv.heartbeat();
+        if (late.empty()) {
+          stall_logged = false;
+          notify(notifier.watchdog());
+        } else if (!stall_logged) {
+          stall_logged = true;
+          std::string which;
+          for (const std::size_t w : late) which += (which.empty() ? "" : ",") + std::to_string(w);
+          log.warn("service.worker_stalled",
+                   {{"workers", which}, {"ms", tick / nanoseconds_per_millisecond}});
+        }
+        watchdog->arm_in(tick);
+      });
+      log.info("service.watchdog", {{"period_ms", notifier.watchdog_period().count() / 1000},
+                                    {"tick_ms", tick / nanoseconds_per_millisecond}});
+    }
 
     signal_watch signals(loop, {SIGINT, SIGTERM, SIGHUP}, [&](int sig) {
       if (sig == SIGHUP) {
@@ -386,6 +413,7 @@ int run_serve(args a, const serve_extensions& extensions) {
     });
     srv.start(); // after the signal watch: the worker threads inherit a mask with them blocked
     notify(notifier.ready(status));
+    if (watchdog) watchdog->arm_in(0);
     loop.run();
     const worker_totals t = srv.totals();
     log.info("server.stopped", {{"connections", t.connections}, {"forwarded", t.forwarded}});

@@ -7,23 +7,57 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 namespace detour::cli {
 
+namespace {
+
+std::string_view env(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? std::string_view(value) : std::string_view();
+}
+
+// A decimal number, the whole of |text|; nullopt otherwise.
+std::optional<std::uint64_t> decimal(std::string_view text) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return v;
+}
+
+} // namespace
+
 service_notifier::service_notifier() {
-  const char* value = std::getenv("NOTIFY_SOCKET");
-  open(value ? std::string_view(value) : std::string_view());
+  open(env("NOTIFY_SOCKET"), env("WATCHDOG_USEC"), env("WATCHDOG_PID"));
 }
 
-service_notifier::service_notifier(std::string_view notify_socket) {
-  open(notify_socket);
+service_notifier::service_notifier(std::string_view notify_socket, std::string_view watchdog_usec,
+                                   std::string_view watchdog_pid) {
+  open(notify_socket, watchdog_usec, watchdog_pid);
 }
 
-void service_notifier::open(std::string_view notify_socket) {
+void service_notifier::open(std::string_view notify_socket, std::string_view watchdog_usec,
+                            std::string_view watchdog_pid) {
   if (notify_socket.empty()) return;
+  // The watchdog is for the process systemd started; a child that inherited the variables
+  // (WATCHDOG_PID names another process) has none.
+  const auto pid = decimal(watchdog_pid);
+  const bool ours = watchdog_pid.empty() || (pid && *pid == static_cast<std::uint64_t>(::getpid()));
+  if (!watchdog_usec.empty() && ours) {
+    const auto usec = decimal(watchdog_usec);
+    if (usec && *usec > 0) {
+      watchdog_ = std::chrono::microseconds(*usec);
+    } else {
+      problem_ = "WATCHDOG_USEC '" + std::string(watchdog_usec) +
+                 "' is not a number of microseconds; no watchdog";
+    }
+  }
   if (notify_socket.front() != '/' && notify_socket.front() != '@') {
     problem_ = "NOTIFY_SOCKET '" + std::string(notify_socket) +
                "' is neither an absolute path nor an abstract '@' name";

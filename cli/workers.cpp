@@ -214,6 +214,20 @@ void worker_group::begin_shutdown(std::function<void()> on_done) {
   }
 }
 
+std::vector<std::size_t> worker_group::heartbeat() {
+  std::vector<std::size_t> late;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i]->answered.load(std::memory_order_acquire) < heartbeat_round_) late.push_back(i);
+  }
+  if (!late.empty()) return late;
+  const std::uint64_t round = ++heartbeat_round_;
+  for (auto& w : workers_) {
+    worker* wp = w.get();
+    wp->box->post([wp, round] { wp->answered.store(round, std::memory_order_release); });
+  }
+  return late;
+}
+
 void worker_group::on_worker_drained() {
   if (++drained_ < workers_.size() || !on_drained_) return;
   auto done = std::move(on_drained_);

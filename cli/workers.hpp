@@ -13,7 +13,9 @@
 #include "tls.hpp"
 #include "udp.hpp"
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -97,6 +99,13 @@ public:
   /// loop once all have. A second call closes every connection at once.
   void begin_shutdown(std::function<void()> on_done);
 
+  /// Liveness, for a service manager's watchdog: the workers (by index) that have not yet run
+  /// the call the previous heartbeat() put in their mailbox. When there are none, a new round
+  /// is put in every worker's mailbox, answered as soon as its loop gets to it. Called
+  /// periodically from the main loop: an empty result means every loop turned since the
+  /// previous call.
+  std::vector<std::size_t> heartbeat();
+
 private:
   struct worker {
     std::unique_ptr<event_loop> own_loop; // null for worker 0 (the caller's loop)
@@ -106,6 +115,7 @@ private:
     std::unique_ptr<server> srv;
     std::unique_ptr<mailbox> box;
     std::thread thread;
+    std::atomic<std::uint64_t> answered{0}; // the last heartbeat round its loop ran
   };
   void on_worker_drained();
   void stop_threads();
@@ -115,6 +125,7 @@ private:
   std::vector<std::unique_ptr<worker>> workers_;
   std::size_t drained_ = 0;
   std::function<void()> on_drained_;
+  std::uint64_t heartbeat_round_ = 0; // the round last put in the mailboxes
 };
 
 } // namespace detour::cli

@@ -135,3 +135,26 @@ TEST_CASE("service_notifier reads NOTIFY_SOCKET from the environment") {
   REQUIRE(n.stopping());
   CHECK_THAT(s.receive(), StartsWith("STOPPING=1"));
 }
+
+TEST_CASE("service_notifier takes the watchdog period meant for this process") {
+  const std::string self = std::to_string(::getpid());
+  CHECK(service_notifier("@x", "3000000", "").watchdog_period() == std::chrono::seconds(3));
+  CHECK(service_notifier("@x", "3000000", self).watchdog_period() == std::chrono::seconds(3));
+  // A child that inherited the variables: the watchdog is its parent's.
+  CHECK(service_notifier("@x", "3000000", "1").watchdog_period().count() == 0);
+  // No NOTIFY_SOCKET, no watchdog to tell.
+  CHECK(service_notifier("", "3000000", "").watchdog_period().count() == 0);
+  CHECK(service_notifier("@x", "", "").watchdog_period().count() == 0);
+  for (const char* bad : {"0", "3s", "-1", " 5"}) {
+    service_notifier n{"@x", bad, ""};
+    CHECK(n.watchdog_period().count() == 0);
+    CHECK_THAT(n.problem(), ContainsSubstring("WATCHDOG_USEC"));
+  }
+}
+
+TEST_CASE("service_notifier feeds the watchdog") {
+  const supervisor s(unique("@detour-watchdog-"));
+  service_notifier n{s.name, "1000000", ""};
+  REQUIRE(n.watchdog());
+  CHECK(s.receive() == "WATCHDOG=1");
+}

@@ -6,9 +6,11 @@
 #  1. with NOTIFY_SOCKET: READY=1 once the server answers (a handshake and a task pass as soon as
 #     it arrives), with the bound address in STATUS; SIGHUP brings RELOADING=1 then READY=1;
 #     SIGTERM brings STOPPING=1, and the server exits 0; no warning logged;
-#  2. a NOTIFY_SOCKET that cannot be used (relative, or nobody listening): the server runs and
+#  2. with WATCHDOG_USEC too: WATCHDOG=1 keeps coming while the workers run; none when
+#     WATCHDOG_PID names another process (the variables were inherited);
+#  3. a NOTIFY_SOCKET that cannot be used (relative, or nobody listening): the server runs and
 #     stops as usual, with one service.notify_failed warning saying why;
-#  3. docs/examples/detour.service passes `systemd-analyze verify` without a word (when
+#  4. docs/examples/detour.service passes `systemd-analyze verify` without a word (when
 #     systemd-analyze is installed), its ExecStart pointed at the binary under test.
 #
 # usage: service_notify.py DETOUR UNIT_FILE
@@ -42,11 +44,13 @@ def receive(sock, timeout=15.0):
         return ""
 
 
-def start(work, notify_socket):
+def start(work, notify_socket, **extra_env):
     env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        env.pop(name, None)
     if notify_socket is not None:
         env["NOTIFY_SOCKET"] = notify_socket
+    env.update(extra_env)
     log = open(work / "serve.log", "w")
     proc = subprocess.Popen(
         [DETOUR, "serve", "--listen", "127.0.0.1:0", "--state-dir", str(work / "state"),
@@ -139,6 +143,54 @@ def run_unusable(work, notify_socket, reason):
             proc.kill()
 
 
+def run_watchdog(work):
+    name = str(work / "notify")
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(name)
+    # 300 ms: WATCHDOG=1 is due every 100 ms while both workers' loops turn.
+    proc = start(work, name, WATCHDOG_USEC="300000")
+    try:
+        messages = []
+        deadline = time.monotonic() + 15
+        while messages.count("WATCHDOG=1") < 3 and time.monotonic() < deadline:
+            m = receive(manager, timeout=max(0.1, deadline - time.monotonic()))
+            if m:
+                messages.append(m)
+        check("WATCHDOG=1 keeps coming while the workers run", messages.count("WATCHDOG=1") >= 3,
+              repr(messages))
+        check("READY=1 first", messages and messages[0].startswith("READY=1\n"), repr(messages))
+        log = (work / "serve.log").read_text()
+        check("service.watchdog logged with its period", re.search(
+            r"service\.watchdog period_ms=300 tick_ms=100", log), log)
+        status = stop(proc)
+        check("watchdog: exit 0 after SIGTERM", status == 0, f"exit {status}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        manager.close()
+
+    # The variables inherited from a parent whose watchdog it is (WATCHDOG_PID=1): none here.
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    (work / "notify").unlink()
+    manager.bind(name)
+    proc = start(work, name, WATCHDOG_USEC="300000", WATCHDOG_PID="1")
+    try:
+        ready = receive(manager)
+        check("another process's watchdog: READY=1", ready.startswith("READY=1\n"), repr(ready))
+        log = (work / "serve.log").read_text()
+        check("another process's watchdog is not fed", "service.watchdog" not in log, log)
+        status = stop(proc)
+        check("another process's watchdog: exit 0", status == 0, f"exit {status}")
+        rest = []
+        while (m := receive(manager, timeout=0.2)):
+            rest.append(m)
+        check("another process's watchdog: no WATCHDOG=1 sent", "WATCHDOG=1" not in rest, repr(rest))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        manager.close()
+
+
 def verify_unit(work):
     analyze = shutil.which("systemd-analyze")
     if not analyze:
@@ -156,9 +208,10 @@ def verify_unit(work):
 
 with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
-    for sub in ("manager", "relative", "nobody", "unit"):
+    for sub in ("manager", "watchdog", "relative", "nobody", "unit"):
         (tmp / sub).mkdir()
     run_with_manager(tmp / "manager")
+    run_watchdog(tmp / "watchdog")
     run_unusable(tmp / "relative", "run/notify", "neither an absolute path nor")
     run_unusable(tmp / "nobody", str(tmp / "nobody" / "absent"), "sending to NOTIFY_SOCKET")
     verify_unit(tmp / "unit")
