@@ -362,12 +362,15 @@ int run_serve(args a, const serve_extensions& extensions) {
     // warning, once.
     service_notifier notifier;
     bool notify_warned = false;
-    auto notify = [&](bool sent) {
-      if (sent || notify_warned || notifier.problem().empty()) return;
+    auto warn_once = [&] {
+      if (notify_warned || notifier.problem().empty()) return;
       notify_warned = true;
       log.warn("service.notify_failed", {{"error", notifier.problem()}});
     };
-    if (notifier.enabled()) notify(false); // a WATCHDOG_USEC it cannot use
+    auto notify = [&](bool sent) {
+      if (!sent) warn_once();
+    };
+    if (notifier.enabled()) warn_once(); // a WATCHDOG_USEC it cannot use
     const std::string status = fmt::format("listening on {}, {} workers", addrs, srv.size());
 
     // The service manager's watchdog (systemd's WatchdogSec=): WATCHDOG=1 three times a period,
