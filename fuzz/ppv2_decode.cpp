@@ -75,7 +75,7 @@ decode_result<ppv2::header_view> feed(ppv2::decoder& d, std::span<const std::uin
 void check_type_name(std::uint8_t type) {
   const int ranges = ppv2::is_custom(type) + ppv2::is_experimental(type) + ppv2::is_future(type);
   DETOUR_FUZZ_CHECK(ranges <= 1);
-  const bool named = (type >= 0x01 && type <= 0x05) || (type >= 0x20 && type <= 0x25) ||
+  const bool named = (type >= 0x01 && type <= 0x05) || (type >= 0x20 && type <= 0x28) ||
                      type == 0x30 || (type >= 0xE0 && type <= 0xE6);
   const auto name = ppv2::tlv_type_name(type);
   DETOUR_FUZZ_CHECK(name.empty() != named);
@@ -147,24 +147,33 @@ void check_accessors(const ppv2::header_view& h) {
     DETOUR_FUZZ_CHECK(ssl->client_cert_sess() == ((whole[0] & 4) != 0));
     DETOUR_FUZZ_CHECK(ssl->verify == detail::load_be32(whole.data() + 1));
     std::size_t sub = 0;
-    std::optional<std::span<const std::uint8_t>> sub_first[6];
+    std::optional<std::span<const std::uint8_t>> sub_first[9];
     for (const auto t : ssl->sub_tlvs) {
       DETOUR_FUZZ_CHECK(t.offset ==
                         first[0x20]->offset + ppv2::tlv_head_size + ppv2::ssl_fixed_size + sub);
       check_type_name(t.type);
-      if (t.type >= 0x21 && t.type <= 0x25) {
+      if (t.type >= 0x21 && t.type <= 0x28) {
         DETOUR_FUZZ_CHECK(!sub_first[t.type - 0x20]); // the decoder refuses duplicates
         sub_first[t.type - 0x20] = t.value;
       }
       sub += ppv2::tlv_head_size + t.value.size();
     }
     DETOUR_FUZZ_CHECK(sub + ppv2::ssl_fixed_size == whole.size());
-    const std::optional<std::string_view> texts[] = {ssl->version(), ssl->cn(), ssl->cipher(),
-                                                     ssl->sig_alg(), ssl->key_alg()};
-    for (int k = 0; k < 5; ++k) {
+    const std::optional<std::string_view> texts[] = {
+        ssl->version(), ssl->cn(),    ssl->cipher(),    ssl->sig_alg(),
+        ssl->key_alg(), ssl->group(), ssl->sig_scheme()};
+    for (int k = 0; k < 7; ++k) {
       DETOUR_FUZZ_CHECK(texts[k].has_value() == sub_first[k + 1].has_value());
-      if (texts[k]) DETOUR_FUZZ_CHECK(texts[k]->size() == sub_first[k + 1]->size());
+      if (texts[k])
+        DETOUR_FUZZ_CHECK(texts[k]->data() ==
+                              reinterpret_cast<const char*>(sub_first[k + 1]->data()) &&
+                          texts[k]->size() == sub_first[k + 1]->size());
     }
+    const auto cert = ssl->client_cert();
+    DETOUR_FUZZ_CHECK(cert.has_value() == sub_first[8].has_value());
+    if (cert)
+      DETOUR_FUZZ_CHECK(cert->data() == sub_first[8]->data() &&
+                        cert->size() == sub_first[8]->size());
   }
 
   if (h.family == ppv2::address_family::unix_socket) {

@@ -89,6 +89,10 @@ int decode_stdin() {
     show("cipher", ssl->cipher());
     show("sig_alg", ssl->sig_alg());
     show("key_alg", ssl->key_alg());
+    show("group", ssl->group());
+    show("sig_scheme", ssl->sig_scheme());
+    if (const auto cert = ssl->client_cert())
+      std::cout << "ssl.client_cert_size=" << cert->size() << "\n";
   }
   return 0;
 }

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -95,16 +96,33 @@ TEST_CASE("ppv2::decode meets every vector's expectation", "[ppv2][decode][vecto
       REQUIRE(r.value.unique_id());
       CHECK(ppv2::as_text(*r.value.unique_id()) == f.at("unique_id"));
     }
-    if (f.count("ssl.version")) {
+    if (f.count("ssl.client")) {
       const auto ssl = r.value.ssl();
       REQUIRE(ssl);
       CHECK(std::to_string(ssl->client) == f.at("ssl.client"));
       CHECK(std::to_string(ssl->verify) == f.at("ssl.verify"));
-      CHECK(ssl->version() == f.at("ssl.version"));
-      CHECK(ssl->cn() == f.at("ssl.cn"));
-      CHECK(ssl->cipher() == f.at("ssl.cipher"));
-      CHECK(ssl->sig_alg() == f.at("ssl.sig_alg"));
-      CHECK(ssl->key_alg() == f.at("ssl.key_alg"));
+      // A sub-TLV the vector does not list must be absent.
+      const auto text = [&](const char* key) -> std::optional<std::string> {
+        if (!f.count(key)) return std::nullopt;
+        return f.at(key);
+      };
+      CHECK(ssl->version() == text("ssl.version"));
+      CHECK(ssl->cn() == text("ssl.cn"));
+      CHECK(ssl->cipher() == text("ssl.cipher"));
+      CHECK(ssl->sig_alg() == text("ssl.sig_alg"));
+      CHECK(ssl->key_alg() == text("ssl.key_alg"));
+      CHECK(ssl->group() == text("ssl.group"));
+      CHECK(ssl->sig_scheme() == text("ssl.sig_scheme"));
+      const auto cert = ssl->client_cert();
+      REQUIRE(cert.has_value() == (f.count("ssl.client_cert") != 0));
+      if (cert) {
+        std::string hex;
+        for (const std::uint8_t b : *cert) {
+          hex += "0123456789abcdef"[b >> 4];
+          hex += "0123456789abcdef"[b & 0xF];
+        }
+        CHECK(hex == f.at("ssl.client_cert"));
+      }
     }
   }
 }

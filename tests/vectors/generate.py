@@ -147,6 +147,22 @@ class Vector:
         return "\n".join(lines) + "\n", data
 
 
+# A client certificate (P-256, CN g3proxy, issued by "detour CA"), DER, as Ghostunnel puts it in
+# PP2_SUBTYPE_SSL_CLIENT_CERT.
+CLIENT_CERT_DER = bytes.fromhex(
+    "308201c63082016ba0030201020210380b4a360c09f0b91d72f2260e27853b300a06082a8648ce3d0403023025310f30"
+    "0d060355040a0c066465746f75723112301006035504030c096465746f75722043413022180f32303236313132363038"
+    "303831325a180f32303239303330313038303831325a3023310f300d060355040a0c066465746f75723110300e060355"
+    "04030c07673370726f78793059301306072a8648ce3d020106082a8648ce3d030107034200042273a61fa2598ce04fa9"
+    "0822942491f5ee00fbe9b34214a54ff92bc403eea7ab0c59921b7efa0e0e20d3534c499ad2e7032e0f3f1b75a8db7ebc"
+    "192d7d173342a37b307930120603551d11040b30098207673370726f7879301d0603551d0e04160414c9202f30ca7d3c"
+    "72aacf52e8e5942b147beeca6d301f0603551d23041830168014a08309facb3098dfde6df7c9c445b4ec504ae506300e"
+    "0603551d0f0101ff04040302078030130603551d25040c300a06082b06010505070302300a06082a8648ce3d04030203"
+    "49003046022100f1497543cf9cf0671174fcbc17cc45aa78e615643b959277ede07bc0987e719c022100e5948252da8b"
+    "628b1fcfa52e79d694f99ec28210643c94b1c03d875687dac43b"
+)
+
+
 V = []
 
 
@@ -260,6 +276,27 @@ vec("haproxy_ssl_crc32c", "the shape HAProxy 2.6 sends with crc32c,unique-id,aut
     ["authority = www.example.com", "ssl.client = 7", "ssl.verify = 0", "ssl.version = TLSv1.3",
      "ssl.cn = client", "ssl.cipher = TLS_AES_256_GCM_SHA384", "ssl.sig_alg = SHA256",
      "ssl.key_alg = RSA2048", "unique_id = 7F000001:C350_7F000001:20FB_0001_0001"], crc=True)
+vec("ssl_group_sig_scheme", "SSL with the sub-TLVs registered in 2025: GROUP and SIG_SCHEME (HAProxy 3.x)",
+    fixed() + tcp4("198.51.100.7", 40000, "192.0.2.10", 443)
+    + [Seg(bytes([0x20]) + u16(5 + 3 + 7 + 3 + 6 + 3 + 22), "TLV 0x20: PP2_TYPE_SSL"),
+       Seg(b"\x01", "  client: PP2_CLIENT_SSL"), Seg(u32(0), "  verify: 0")]
+    + tlv(0x21, "TLSv1.3", "  PP2_SUBTYPE_SSL_VERSION")
+    + tlv(0x26, "X25519", "  PP2_SUBTYPE_SSL_GROUP")
+    + tlv(0x27, "ecdsa_secp256r1_sha256", "  PP2_SUBTYPE_SSL_SIG_SCHEME"),
+    "complete 80", "error unknown_stream_kind 28",
+    ["ssl.client = 1", "ssl.verify = 0", "ssl.version = TLSv1.3", "ssl.group = X25519",
+     "ssl.sig_scheme = ecdsa_secp256r1_sha256"])
+vec("ghostunnel_tls_full", "Ghostunnel's tls-full mode: ALPN, AUTHORITY, SSL with VERSION, CN and the client certificate in DER (0x28, binary)",
+    fixed() + tcp4("10.1.2.3", 51000, "10.1.2.4", 8443)
+    + tlv(0x01, "h2", "PP2_TYPE_ALPN") + tlv(0x02, "api.internal", "PP2_TYPE_AUTHORITY")
+    + [Seg(bytes([0x20]) + u16(5 + 3 + 7 + 3 + 7 + 3 + len(CLIENT_CERT_DER)), "TLV 0x20: PP2_TYPE_SSL"),
+       Seg(b"\x07", "  client: PP2_CLIENT_SSL | CERT_CONN | CERT_SESS"), Seg(u32(0), "  verify: 0")]
+    + tlv(0x21, "TLS 1.3", "  PP2_SUBTYPE_SSL_VERSION")
+    + tlv(0x22, "g3proxy", "  PP2_SUBTYPE_SSL_CN")
+    + tlv(0x28, CLIENT_CERT_DER, "  PP2_SUBTYPE_SSL_CLIENT_CERT: DER"),
+    f"complete {16 + 12 + 5 + 15 + 3 + 5 + 10 + 10 + 3 + len(CLIENT_CERT_DER)}", "error unknown_stream_kind 28",
+    ["authority = api.internal", "ssl.client = 7", "ssl.verify = 0", "ssl.version = TLS 1.3",
+     "ssl.cn = g3proxy", f"ssl.client_cert = {CLIENT_CERT_DER.hex()}"])
 vec("crc32c_last", "CRC32C as the last TLV: position does not matter",
     fixed() + tcp4("192.168.0.1", 56324, "192.168.0.11", 443) + tlv(0xE5, u16(7), "match id 7")
     + [Seg(bytes([0x03]) + u16(4), "TLV 0x03 length 4: PP2_TYPE_CRC32C"), Seg(b"\0\0\0\0", "  crc")],
@@ -339,6 +376,12 @@ vec("err_ssl_sub_twice", "two SSL_VERSION sub-TLVs",
     + [Seg(bytes([0x20]) + u16(5 + 3 + 1 + 3 + 1), "TLV 0x20 length 13: PP2_TYPE_SSL"),
        Seg(b"\x01" + u32(0), "  client 1, verify 0")]
     + tlv(0x21, "a", "  PP2_SUBTYPE_SSL_VERSION") + tlv(0x21, "b", "  PP2_SUBTYPE_SSL_VERSION again"),
+    "error tlv_duplicate 40")
+vec("err_ssl_group_twice", "two SSL_GROUP sub-TLVs",
+    fixed() + tcp4("1.2.3.4", 1, "5.6.7.8", 2)
+    + [Seg(bytes([0x20]) + u16(5 + 3 + 1 + 3 + 1), "TLV 0x20 length 13: PP2_TYPE_SSL"),
+       Seg(b"\x01" + u32(0), "  client 1, verify 0")]
+    + tlv(0x26, "a", "  PP2_SUBTYPE_SSL_GROUP") + tlv(0x26, "b", "  PP2_SUBTYPE_SSL_GROUP again"),
     "error tlv_duplicate 40")
 vec("err_authority_twice", "two AUTHORITY TLVs",
     fixed() + tcp4("1.2.3.4", 1, "5.6.7.8", 2) + tlv(0x02, "a", "PP2_TYPE_AUTHORITY")

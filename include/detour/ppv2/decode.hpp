@@ -68,7 +68,7 @@ constexpr decode_result<bool> check_ssl_sub_tlvs(std::span<const std::uint8_t> s
     const std::size_t len = ::detour::detail::load_be16(sub.data() + pos + 1);
     if (len > sub.size() - pos - tlv_head_size)
       return decode_result<bool>::fail(errc::tlv_truncated, at + pos);
-    if (type >= 0x21 && type <= 0x25) {
+    if (type >= 0x21 && type <= 0x28) { // the registered sub-types, each at most once
       const std::uint32_t bit = 1u << (type - 0x21);
       if (seen & bit) return decode_result<bool>::fail(errc::tlv_duplicate, at + pos);
       seen |= bit;

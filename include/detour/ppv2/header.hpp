@@ -95,6 +95,10 @@ enum class ssl_subtype : std::uint8_t {
   cipher = 0x23,  ///< PP2_SUBTYPE_SSL_CIPHER: "ECDHE-RSA-AES128-GCM-SHA256"
   sig_alg = 0x24, ///< PP2_SUBTYPE_SSL_SIG_ALG: "SHA256"
   key_alg = 0x25, ///< PP2_SUBTYPE_SSL_KEY_ALG: "RSA2048"
+  // Registered later (the specification's 2025 revision; HAProxy 3.x, go-proxyproto, Ghostunnel):
+  group = 0x26,       ///< PP2_SUBTYPE_SSL_GROUP: key exchange group, US-ASCII ("X25519")
+  sig_scheme = 0x27,  ///< PP2_SUBTYPE_SSL_SIG_SCHEME: signature scheme, US-ASCII
+  client_cert = 0x28, ///< PP2_SUBTYPE_SSL_CLIENT_CERT: the client certificate, DER (binary)
 };
 
 /// §2.2.6: bits of the SSL TLV's `client` field.
@@ -147,6 +151,12 @@ constexpr std::string_view tlv_type_name(std::uint8_t type) noexcept {
     return "PP2_SUBTYPE_SSL_SIG_ALG";
   case 0x25:
     return "PP2_SUBTYPE_SSL_KEY_ALG";
+  case 0x26:
+    return "PP2_SUBTYPE_SSL_GROUP";
+  case 0x27:
+    return "PP2_SUBTYPE_SSL_SIG_SCHEME";
+  case 0x28:
+    return "PP2_SUBTYPE_SSL_CLIENT_CERT";
   case 0x30:
     return "PP2_TYPE_NETNS";
   case 0xE0:
@@ -288,6 +298,15 @@ struct ssl_view {
   }
   std::optional<std::string_view> key_alg() const noexcept {
     return find_text(ssl_subtype::key_alg);
+  }
+  std::optional<std::string_view> group() const noexcept { return find_text(ssl_subtype::group); }
+  std::optional<std::string_view> sig_scheme() const noexcept {
+    return find_text(ssl_subtype::sig_scheme);
+  }
+  /// The client certificate's DER bytes (binary: Ghostunnel's tls-full mode sends it).
+  std::optional<std::span<const std::uint8_t>> client_cert() const noexcept {
+    if (auto v = sub_tlvs.find(to_byte(ssl_subtype::client_cert))) return v->value;
+    return std::nullopt;
   }
 };
 
