@@ -4,6 +4,7 @@
 // the custom TLVs and the payload, or the exact error and its byte offset.
 #include "commands.hpp"
 #include "hex_dump.hpp"
+#include "proxy_v1.hpp"
 
 #include <detour/ppv2/decode.hpp>
 #include <detour/request.hpp>
@@ -11,7 +12,11 @@
 
 #include <fmt/core.h>
 
+#include <wolfssl/options.h> // must precede every other wolfSSL header
+#include <wolfssl/wolfcrypt/hash.h>
+
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -35,8 +40,11 @@ Decodes a PROXY protocol v2 header and the g3proxy stream detour request it carr
 request or south hello), with its payload, from a byte dump. Prints every field; for a
 malformed header, the error and the offset of the offending byte. Any PROXY v2 header decodes:
 HAProxy's TLVs (SSL with its sub-TLVs, CRC32C checked, authority, unique ID, ...) are named,
+a client certificate in the SSL TLV (0x28, as Ghostunnel sends it) by its SHA-256 fingerprint,
 and so are the custom TLVs of AWS (0xEA VPC endpoint ID), Azure (0xEE private endpoint LINKID)
 and Google Cloud (0xE0 PSC connection ID, the type detour uses for its upstream).
+A PROXY protocol v1 line ("PROXY TCP4 ...", HAProxy's send-proxy) is recognised and shown, with
+exit status 1: g3proxy and detour speak only v2.
 
 Input, one of:
   HEX...         hex bytes on the command line; spaces, colons, commas, "0x" and "\x"
@@ -45,7 +53,8 @@ Input, one of:
   --file PATH    read a file
 Hex text may be a plain dump or the output of xxd, hexdump -C, tcpdump -xx / -X or tshark -x
 (offsets and ASCII columns are dropped), with # comments. A file or standard input that is not
-hex text is read as raw bytes.
+hex text is read as raw bytes, and so is text that starts with "PROXY " (a v1 line); a v1
+line given as arguments gets its CRLF added.
 
 Options:
   --raw          read the file or standard input as raw bytes, even if it looks like hex
@@ -58,8 +67,8 @@ Options:
   --any-text     accept text TLVs that are not UTF-8 (default: refuse them)
   -h, --help     this help
 
-Exit status: 0 for a complete, valid header; 1 for a malformed or incomplete one; 2 for a usage
-error (bad option, unreadable file, text that is not hex).
+Exit status: 0 for a complete, valid v2 header; 1 for a malformed or incomplete one, or a v1
+line; 2 for a usage error (bad option, unreadable file, text that is not hex).
 
 Examples:
   # The smallest g3proxy header (TCP4 192.168.0.1:56324 -> 192.168.0.11:443, no TLV):
@@ -188,6 +197,18 @@ std::string unix_path(std::span<const std::uint8_t> path) {
   return printable(std::span<const std::uint8_t>(path.begin(), end));
 }
 
+/// PP2_SUBTYPE_SSL_CLIENT_CERT: a DER certificate, named by its SHA-256 fingerprint (what
+/// `openssl x509 -noout -fingerprint -sha256` prints for the same certificate).
+std::string certificate_meaning(std::span<const std::uint8_t> der) {
+  std::array<std::uint8_t, WC_SHA256_DIGEST_SIZE> digest{};
+  if (wc_Sha256Hash(der.data(), static_cast<word32>(der.size()), digest.data()) != 0)
+    return fmt::format("client certificate, DER, {} bytes", der.size());
+  std::string fp;
+  for (const std::uint8_t b : digest) fp += fmt::format("{}{:02X}", fp.empty() ? "" : ":", b);
+  return fmt::format("client certificate, DER, {} bytes, SHA-256 {}{}", der.size(), fp,
+                     der[0] == 0x30 ? "" : " (not DER: does not start with a SEQUENCE)");
+}
+
 /// What a TLV's value means, in one line of text.
 std::string tlv_meaning(const ppv2::tlv_view& t) {
   using ppv2::tlv_type;
@@ -243,7 +264,8 @@ std::string tlv_meaning(const ppv2::tlv_view& t) {
         static_cast<std::uint32_t>(v[3]) << 16 | static_cast<std::uint32_t>(v[4]) << 24;
     return fmt::format("Azure private endpoint LINKID {}", link);
   }
-  if (t.type >= 0x21 && t.type <= 0x25) return fmt::format("\"{}\"", printable(v)); // SSL text
+  if (t.type >= 0x21 && t.type <= 0x27) return fmt::format("\"{}\"", printable(v)); // SSL text
+  if (t.type == 0x28 && !v.empty()) return certificate_meaning(v);
   if (is_printable_text(v)) return fmt::format("\"{}\"", printable(v));
   return v.empty() ? "(empty)" : hex_bytes(v);
 }
@@ -487,6 +509,77 @@ void print_json(const report& r) {
   fmt::print("{}}}\n", out);
 }
 
+/// Where a PROXY v1 line starts in an input that holds no v2 signature: at its start, or (a
+/// whole captured packet) at the first "PROXY " followed by one of the three protocols.
+std::optional<std::size_t> find_proxy_v1(std::span<const std::uint8_t> bytes) {
+  if (starts_like_proxy_v1(bytes)) return 0;
+  for (const std::string_view p : {"PROXY TCP4 ", "PROXY TCP6 ", "PROXY UNKNOWN"}) {
+    const auto at = std::search(bytes.begin(), bytes.end(), p.begin(), p.end());
+    if (at != bytes.end()) return static_cast<std::size_t>(at - bytes.begin());
+  }
+  return std::nullopt;
+}
+
+constexpr std::string_view v1_note =
+    "g3proxy and detour use PROXY protocol v2 (binary), the version this command decodes; "
+    "HAProxy sends v1 with send-proxy, v2 with send-proxy-v2.";
+
+std::string v1_address(std::string_view protocol, std::string_view address, std::uint16_t port) {
+  return protocol == "TCP6" ? fmt::format("[{}]:{}", address, port)
+                            : fmt::format("{}:{}", address, port);
+}
+
+/// A PROXY v1 line where a v2 header was expected: what it says, and that it is not v2.
+int report_proxy_v1(std::span<const std::uint8_t> input, std::size_t skipped, bool offset_given,
+                    bool crlf_added, bool json) {
+  const auto r = parse_proxy_v1(input);
+  if (json) {
+    std::string v1;
+    if (r.header) {
+      const auto& h = *r.header;
+      v1 = fmt::format("{{\"size\":{},\"protocol\":\"{}\"", h.size, h.protocol);
+      if (h.protocol != "UNKNOWN")
+        v1 += fmt::format(",\"source\":\"{}\",\"destination\":\"{}\"",
+                          v1_address(h.protocol, h.source, h.source_port),
+                          v1_address(h.protocol, h.destination, h.destination_port));
+      v1 += "}";
+    } else if (r.incomplete) {
+      v1 = fmt::format("{{\"incomplete\":true,\"given\":{}}}", input.size());
+    } else {
+      v1 = fmt::format("{{\"error\":{},\"offset\":{},\"input_offset\":{}}}", json_string(r.error),
+                       r.offset, r.offset + skipped);
+    }
+    fmt::print("{{\"skipped\":{},\"status\":\"proxy_v1\",\"proxy_v1\":{},\"note\":{}}}\n", skipped,
+               v1, json_string(v1_note));
+    return 1;
+  }
+  if (skipped != 0 && offset_given) fmt::print("(decoding from byte {} of the input)\n", skipped);
+  if (skipped != 0 && !offset_given)
+    fmt::print("(skipped {} bytes before the PROXY v1 line)\n", skipped);
+  if (r.header) {
+    const auto& h = *r.header;
+    fmt::print("PROXY protocol v1 header (text), {} bytes: not a v2 header{}\n", h.size,
+               crlf_added ? " (CRLF added after the command-line text)" : "");
+    if (h.protocol == "UNKNOWN") {
+      fmt::print(
+          "  protocol     UNKNOWN (no addresses: a health check or a family v1 cannot carry)\n");
+    } else {
+      fmt::print("  protocol     {} (TCP over {})\n", h.protocol,
+                 h.protocol == "TCP4" ? "IPv4" : "IPv6");
+      fmt::print("  source       {}\n", v1_address(h.protocol, h.source, h.source_port));
+      fmt::print("  destination  {}\n", v1_address(h.protocol, h.destination, h.destination_port));
+    }
+  } else if (r.incomplete) {
+    fmt::print("incomplete PROXY v1 header: {} bytes given, no CRLF yet\n", input.size());
+  } else {
+    fmt::print("malformed PROXY v1 header: {} at byte {}", r.error, r.offset);
+    if (skipped != 0) fmt::print(" (byte {} of the input)", r.offset + skipped);
+    fmt::print("\n");
+  }
+  fmt::print("{}\n", v1_note);
+  return 1;
+}
+
 std::optional<std::size_t> parse_size(std::string_view s) {
   std::size_t v = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -549,11 +642,20 @@ int run_decode(args a) {
         "give the bytes as HEX arguments, with --file PATH, or - for standard input");
 
   std::vector<std::uint8_t> bytes;
+  bool crlf_added = false; // a v1 line given as arguments, which cannot carry its CRLF
   if (!opt.hex_args.empty()) {
     std::string joined;
     for (const auto h : opt.hex_args) (joined += h) += ' ';
-    if (auto e = parse_hex_text(joined, bytes))
+    if (joined.starts_with(proxy_v1_prefix)) {
+      joined.pop_back();
+      if (joined.find("\r\n") == std::string::npos) {
+        joined += "\r\n";
+        crlf_added = true;
+      }
+      bytes.assign(joined.begin(), joined.end());
+    } else if (auto e = parse_hex_text(joined, bytes)) {
       return usage_error("the arguments are not hex: " + e->message);
+    }
   } else {
     std::vector<std::uint8_t> raw;
     if (opt.file) {
@@ -563,7 +665,7 @@ int run_decode(args a) {
     } else {
       raw.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     }
-    if (!opt.raw && looks_like_text(raw) && !raw.empty()) {
+    if (!opt.raw && looks_like_text(raw) && !raw.empty() && !starts_like_proxy_v1(raw)) {
       const std::string_view text(reinterpret_cast<const char*>(raw.data()), raw.size());
       if (auto e = parse_hex_text(text, bytes))
         return usage_error("the input is text but not hex: " + e->message);
@@ -573,18 +675,25 @@ int run_decode(args a) {
   }
 
   report r;
+  const std::span<const std::uint8_t> all(bytes);
   if (opt.offset) {
     if (*opt.offset > bytes.size()) return usage_error("--offset is past the end of the input");
     r.skipped = *opt.offset;
     r.offset_given = true;
+    if (starts_like_proxy_v1(all.subspan(r.skipped)))
+      return report_proxy_v1(all.subspan(r.skipped), r.skipped, true, crlf_added, opt.json);
   } else if (!std::equal(ppv2::signature.begin(), ppv2::signature.end(), bytes.begin(),
                          bytes.begin() + static_cast<std::ptrdiff_t>(
                                              std::min(bytes.size(), ppv2::signature.size())))) {
     const auto at =
         std::search(bytes.begin(), bytes.end(), ppv2::signature.begin(), ppv2::signature.end());
+    const auto v1 = find_proxy_v1(all);
+    // A v1 line at the start wins; further in, only where no v2 signature is found.
+    if (v1 && (*v1 == 0 || at == bytes.end()))
+      return report_proxy_v1(all.subspan(*v1), *v1, false, crlf_added, opt.json);
     if (at != bytes.end()) r.skipped = static_cast<std::size_t>(at - bytes.begin());
   }
-  r.input = std::span<const std::uint8_t>(bytes).subspan(r.skipped);
+  r.input = all.subspan(r.skipped);
   r.header = ppv2::decode(r.input, opt.limits.header);
   if (r.header.complete() && has_detour_tlvs(r.header.value))
     r.detour = parse_stream_header(r.header.value, opt.limits);

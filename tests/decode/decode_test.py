@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # tests/decode/decode_test.py: `detour decode` as a user runs it: every input form (hex
 # arguments, colon-separated, 0x/\x prefixes, stdin, --file with hex text, raw bytes, xxd,
-# hexdump -C, tcpdump -X, tshark -x dumps), text and JSON output checked for content, and the
-# exit codes (0 valid, 1 malformed or incomplete, 2 usage).
+# hexdump -C, tcpdump -X, tshark -x dumps), text and JSON output checked for content, PROXY v1
+# lines told apart from v2, and the exit codes (0 valid, 1 malformed, incomplete or v1, 2 usage).
 #   usage: decode_test.py <path to detour> <tests/vectors dir>
 import json
 import pathlib
@@ -203,6 +203,72 @@ expect("Google Cloud PSC connection ID in 0xE0",
 expect("an 8-byte text upstream is not taken for Google Cloud's",
        ["--json", ppv2_tcp4([(0xE0, b"a.io:443")]).hex()], 1, ['"meaning":"\\"a.io:443\\""'],
        absent=["Google"])
+
+# --- SSL sub-TLVs registered in 2025 (HAProxy 3.x, Ghostunnel's tls-full) -----------------------
+import hashlib
+
+GHOSTUNNEL = vector_bytes("ghostunnel_tls_full")
+der = GHOSTUNNEL[GHOSTUNNEL.index(b"\x28\x01") + 3:]  # the last sub-TLV: 0x28, then the DER
+fingerprint = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+expect("Ghostunnel tls-full: the DER client certificate", [GHOSTUNNEL.hex()], 0,
+       ["0x28 PP2_SUBTYPE_SSL_CLIENT_CERT", f"client certificate, DER, {len(der)} bytes",
+        f"SHA-256 {fingerprint}", '"g3proxy"'])
+out = expect("Ghostunnel tls-full, JSON", ["--json", GHOSTUNNEL.hex()], 0)
+try:
+    sub = [t for t in json.loads(out)["header"]["tlvs"] if t["type"] == 0x20][0]["sub_tlvs"]
+    cert = [t for t in sub if t["type"] == 0x28][0]
+    check("Ghostunnel JSON certificate", cert["hex"] == der.hex() and fingerprint in cert["meaning"]
+          and cert["name"] == "PP2_SUBTYPE_SSL_CLIENT_CERT", str(cert)[:200])
+except (ValueError, KeyError, IndexError) as e:
+    check("Ghostunnel JSON certificate", False, f"{e}: {out[:300]}")
+expect("SSL GROUP and SIG_SCHEME", [vector_bytes("ssl_group_sig_scheme").hex()], 0,
+       ['0x26 PP2_SUBTYPE_SSL_GROUP', '"X25519"', "0x27 PP2_SUBTYPE_SSL_SIG_SCHEME",
+        '"ecdsa_secp256r1_sha256"'])
+expect("SSL GROUP twice", [vector_bytes("err_ssl_group_twice").hex()], 1,
+       ["(tlv_duplicate) at byte 40"])
+
+# --- PROXY protocol v1 (text): named, decoded, and told apart from v2 -------------------------------
+V1 = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"
+NOT_V2 = "g3proxy and detour use PROXY protocol v2"
+with tempfile.TemporaryDirectory() as tmp:
+    v1_file = pathlib.Path(tmp) / "v1.txt"
+    v1_file.write_bytes(V1 + b"GET / HTTP/1.1\r\n\r\n")
+    expect("v1 from a file of text", ["--file", str(v1_file)], 1,
+           ["PROXY protocol v1 header (text), 47 bytes: not a v2 header", "TCP4 (TCP over IPv4)",
+            "source       192.168.0.1:56324", "destination  192.168.0.11:443", NOT_V2],
+           absent=["not hex"])
+expect("v1 from standard input, IPv6", ["-"], 1,
+       ["source       [2001:db8::1]:56324", "destination  [2001:db8::11]:443", NOT_V2],
+       stdin=b"PROXY TCP6 2001:db8::1 2001:db8::11 56324 443\r\n")
+expect("v1 as arguments (no CRLF on a command line)",
+       ["PROXY", "TCP4", "10.0.0.1", "10.0.0.2", "1000", "80"], 1,
+       ["CRLF added", "source       10.0.0.1:1000", "destination  10.0.0.2:80"])
+expect("v1 in hex", [V1.hex()], 1, ["PROXY protocol v1 header (text), 47 bytes"])
+expect("v1 UNKNOWN", ["-"], 1, ["protocol     UNKNOWN"], stdin=b"PROXY UNKNOWN\r\n")
+# A whole captured TCP segment: IPv4 and TCP headers, then the v1 line.
+packet = bytes(40) + V1
+expect("v1 inside a captured packet", [packet.hex()], 1,
+       ["(skipped 40 bytes before the PROXY v1 line)", "destination  192.168.0.11:443"])
+out = expect("v1 as JSON", ["--json", "-"], 1, stdin=V1)
+try:
+    d = json.loads(out)
+    check("v1 JSON", d["status"] == "proxy_v1" and d["proxy_v1"] == {
+        "size": 47, "protocol": "TCP4", "source": "192.168.0.1:56324",
+        "destination": "192.168.0.11:443"}, out)
+except (ValueError, KeyError) as e:
+    check("v1 JSON", False, f"{e}: {out}")
+expect("v1 with a port above 65535", ["-"], 1,
+       ["malformed PROXY v1 header: destination port is above 65535 at byte 30", NOT_V2],
+       stdin=b"PROXY TCP4 1.2.3.4 5.6.7.8 80 65536\r\n")
+expect("v1 with an IPv6 address under TCP4", ["-"], 1,
+       ["source is not an IPv4 address at byte 11"], stdin=b"PROXY TCP4 ::1 ::1 1 2\r\n")
+expect("v1 without its CRLF in 107 bytes", ["-"], 1,
+       ["no CRLF within the first 107 bytes"], stdin=b"PROXY UNKNOWN " + b"x" * 120)
+expect("v1 cut short", ["-"], 1, ["incomplete PROXY v1 header: 17 bytes given"],
+       stdin=b"PROXY TCP4 1.2.3.")
+expect("v1 --offset", ["--offset", "4", "--raw", "-"], 1,
+       ["(decoding from byte 4 of the input)", "source       192.168.0.1:56324"],
+       stdin=b"abcd" + V1)
 
 # --- Usage errors -------------------------------------------------------------------------------
 expect("no input", [], 2, ["give the bytes"])
