@@ -133,17 +133,24 @@ struct task_set::impl {
     }
     const stream_status st = drivers->status(sid);
     if (!final(st)) return;
-    e.final_seen = true;
-    counters.bytes_in += d.bytes_in();
-    counters.bytes_out += d.bytes_out();
+    account(e);
     if (st == stream_status::failed && !quiet_error(d.error())) log_stream_error(e, d.error());
     if (task* t = e.owner) {
-      const bool north = d.kind() == stream_kind::north;
-      (north ? t->north_final : t->south_final) = true;
-      (north ? t->client_bytes : t->remote_bytes) = d.bytes_in();
+      (d.kind() == stream_kind::north ? t->north_final : t->south_final) = true;
       if (st == stream_status::failed && t->how.empty()) t->how = errc_name(d.error());
       maybe_log(*t, now);
     }
+  }
+
+  // Counts a stream's relayed bytes, once: when it ends, or when the connection ends under it.
+  void account(stream_entry& e) {
+    if (!e.sid || e.final_seen) return;
+    e.final_seen = true;
+    const auto& d = drivers->stream(*e.sid);
+    counters.bytes_in += d.bytes_in();
+    counters.bytes_out += d.bytes_out();
+    if (task* t = e.owner)
+      (d.kind() == stream_kind::north ? t->client_bytes : t->remote_bytes) = d.bytes_in();
   }
 
   void log_stream_error(stream_entry& e, errc err) {
@@ -395,6 +402,8 @@ void task_set::connection_closed(std::string_view reason, timestamp now) {
   if (m.closed) return;
   m.closed = true;
   for (auto& [id, e] : m.streams) m.sync(*e, now);
+  // What the streams cut short relayed still counts (task lines, audit, metrics).
+  for (auto& [id, e] : m.streams) m.account(*e);
   std::vector<impl::task*> running;
   for (auto& [t, owned] : m.tasks) running.push_back(t);
   for (impl::task* t : running) {
