@@ -8,6 +8,9 @@
 #include "packet_protection.hpp"
 #include "server.hpp"
 
+#include <wolfssl/options.h> // must precede every other wolfSSL header
+#include <wolfssl/ssl.h>
+
 #include <ngtcp2/ngtcp2_crypto_wolfssl.h>
 
 #include <fmt/format.h>
@@ -20,6 +23,30 @@
 namespace detour::cli {
 
 namespace {
+
+// What a client's TLS alert during the handshake usually means for a detour server.
+std::string_view client_alert_hint(int alert) {
+  switch (alert) {
+  case 42: // bad_certificate
+  case 43: // unsupported_certificate
+  case 44: // certificate_revoked
+  case 46: // certificate_unknown
+    return "the client does not accept our certificate (for g3proxy: it must name the address or "
+           "tls_name g3proxy connects to)";
+  case 45: // certificate_expired
+    return "our certificate has expired or is not yet valid (renew it: detour cert)";
+  case 48: // unknown_ca
+    return "the client does not trust our certificate's CA (g3proxy: tls_client ca_certificate)";
+  case 70: // protocol_version
+  case 40: // handshake_failure
+  case 71: // insufficient_security
+    return "no TLS 1.3 parameters in common";
+  case 120: // no_application_protocol
+    return "no ALPN name in common";
+  default:
+    return "see the client's log";
+  }
+}
 
 connection& self(void* user_data) {
   return *static_cast<connection*>(user_data);
@@ -164,7 +191,7 @@ connection::connection(server& srv, endpoint& ep, const socket_address& local,
       tasks_({srv.config(), srv.log(), srv.pool(), *this, tx_budget_, log_id_}) {
   const serve_config& cfg = srv.config();
   ngtcp2_cid scid{};
-  srv.new_cid(scid, scid_length); // names this worker (server::new_cid)
+  srv.new_cid(scid, scid_length);      // names this worker (server::new_cid)
   log_id_ = hex_bytes({scid.data, 4}); // the first 8 digits of its qlog file's name
 
   ngtcp2_settings settings;
@@ -666,6 +693,7 @@ void connection::send_close_again() {
 void connection::enter_draining() {
   if (dead_ || phase_ == phase::draining) return;
   const timestamp now = monotonic_now();
+  if (phase_ == phase::handshaking) log_refused_by_client();
   phase_ = phase::draining;
   drop_streams("connection closed by client", now);
   timer_.arm_at(now + 3 * ngtcp2_conn_get_pto(conn_));
@@ -676,6 +704,25 @@ void connection::drop_streams(std::string_view reason, timestamp now) {
   streams_.clear();
   send_queue_.clear();
   tasks_.connection_closed(reason, now);
+}
+
+void connection::log_refused_by_client() {
+  // RFC 9001 §4.8: a client that refuses the handshake (our certificate expired, not yet
+  // valid, not for the name or address it checks, from a CA it does not trust) closes with
+  // CRYPTO_ERROR, 0x100 + its TLS alert. Only the client knows why: its alert is the reason.
+  const ngtcp2_ccerr* e = ngtcp2_conn_get_ccerr(conn_);
+  if (!e || e->type != NGTCP2_CCERR_TYPE_TRANSPORT || e->error_code < NGTCP2_CRYPTO_ERROR ||
+      e->error_code > NGTCP2_CRYPTO_ERROR + 0xff) {
+    return;
+  }
+  const auto alert = static_cast<int>(e->error_code - NGTCP2_CRYPTO_ERROR);
+  if (auto* f = server_.config().features) f->handshake_failed("tls");
+  server_.log().info(
+      "conn.handshake_failed",
+      {{"conn", log_id_},
+       {"peer", remote_.to_string()},
+       {"reason", fmt::format("refused by the client: TLS alert {} ({}); {}", alert,
+                              wolfSSL_alert_desc_string_long(alert), client_alert_hint(alert))}});
 }
 
 void connection::log_close(std::string_view how) {

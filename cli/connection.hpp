@@ -107,6 +107,7 @@ private:
   void send_close_again();
   void log_open(std::string client); // conn.open; |client| is the peer certificate's subject
   void log_close(std::string_view how);
+  void log_refused_by_client();
   void drop_streams(std::string_view reason, timestamp now);
   void release_tls(); // after the handshake: frees the TLS session
 

@@ -19,6 +19,7 @@
 #include <fmt/core.h>
 
 #include <csignal>
+#include <ctime>
 #include <filesystem>
 
 namespace detour::cli {
@@ -254,8 +255,49 @@ std::string use_development_certs(serve_config& cfg) {
   cfg.private_key_file = paths.server_key.string();
   fmt::print("detour serve: {} development certificates in {}\n", created ? "created" : "using the",
              dir.string());
-  fmt::print("  CA certificate (give it to g3proxy): {}\n", paths.ca_certificate.string());
-  return paths.ca_certificate.string();
+  // g3proxy reads the path from its own working directory: give it an absolute one.
+  std::error_code ec;
+  const std::filesystem::path ca = std::filesystem::absolute(paths.ca_certificate, ec);
+  if (!std::filesystem::exists(ca, ec)) {
+    fmt::print("  CA certificate: none in {} (the certificates there were not made by detour\n"
+               "  serve): give g3proxy the CA that issued {}\n",
+               dir.string(), cfg.certificate_file);
+    return {};
+  }
+  fmt::print("  CA certificate (give it to g3proxy): {}\n", ca.string());
+  return ca.string();
+}
+
+// g3proxy refuses a certificate outside its validity period and says so only in its own log
+// (here the handshake ends with the client's alert): say it at start, on each reload, and a
+// month ahead.
+void check_certificate_dates(logger& log, const std::string& file) {
+  const auto v = read_certificate_validity(file);
+  if (!v) return;
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+  const auto date = [](std::int64_t t) {
+    const std::time_t tt = static_cast<std::time_t>(t);
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  };
+  constexpr std::int64_t day = 86400;
+  const certificate_dates state = classify_dates(*v, now);
+  if (state == certificate_dates::not_yet_valid) {
+    log.warn("server.cert_not_yet_valid",
+             {{"cert", file},
+              {"not_before", date(v->not_before)},
+              {"hint", "clients refuse it until then; check this host's clock"}});
+  } else if (state == certificate_dates::expired) {
+    log.warn("server.cert_expired", {{"cert", file},
+                                     {"not_after", date(v->not_after)},
+                                     {"hint", "clients refuse it; renew it and send SIGHUP"}});
+  } else if (state == certificate_dates::expires_soon) {
+    log.warn(
+        "server.cert_expires_soon",
+        {{"cert", file}, {"not_after", date(v->not_after)}, {"days", (v->not_after - now) / day}});
+  }
 }
 
 // What to paste into g3proxy, once the server is bound (a port of 0 is known by then). The
@@ -345,6 +387,7 @@ int run_serve(args a, const serve_extensions& extensions) {
     for (const auto& l : srv.local_addresses()) addrs += (addrs.empty() ? "" : ",") + l.to_string();
     if (!development_ca.empty())
       print_g3proxy_snippet(srv.local_addresses().front(), development_ca);
+    check_certificate_dates(log, cfg.certificate_file);
     // With --policy the rules decide: --action is not used.
     const std::string_view answers =
         cfg.inspect.policy_file.empty() ? to_string(cfg.decision) : std::string_view("policy");
@@ -405,6 +448,7 @@ int run_serve(args a, const serve_extensions& extensions) {
         try {
           srv.replace_tls(make_tls());
           log.info("server.reloaded", {{"cert", cfg.certificate_file}});
+          check_certificate_dates(log, cfg.certificate_file);
         } catch (const tls_error& e) {
           log.error("server.reload_failed", {{"error", e.what()}});
         }

@@ -18,6 +18,7 @@
 
 #include <array>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <optional>
 
@@ -394,6 +395,22 @@ tls_context tls_context::client(const tls_client_config& config) {
     wolfSSL_CTX_sess_set_new_cb(st->ctx, new_session_cb);
   }
   return tls_context(std::move(st));
+}
+
+std::optional<certificate_validity> read_certificate_validity(const std::string& pem_file) {
+  init_wolfssl_once();
+  WOLFSSL_X509* x = wolfSSL_X509_load_certificate_file(pem_file.c_str(), WOLFSSL_FILETYPE_PEM);
+  if (!x) return std::nullopt;
+  const auto seconds = [](const WOLFSSL_ASN1_TIME* t) -> std::optional<std::int64_t> {
+    std::tm tm{};
+    if (!t || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS) return std::nullopt;
+    return static_cast<std::int64_t>(::timegm(&tm));
+  };
+  const auto from = seconds(wolfSSL_X509_get_notBefore(x));
+  const auto to = seconds(wolfSSL_X509_get_notAfter(x));
+  wolfSSL_X509_free(x);
+  if (!from || !to) return std::nullopt;
+  return certificate_validity{*from, *to};
 }
 
 WOLFSSL_CTX* tls_context::native_handle() const noexcept {

@@ -9,6 +9,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -168,6 +169,24 @@ private:
   std::shared_ptr<tls_context::state> context_;
   WOLFSSL* ssl_ = nullptr;
 };
+
+/// The validity period of the first certificate in a PEM file, in seconds since the epoch (UTC).
+struct certificate_validity {
+  std::int64_t not_before = 0;
+  std::int64_t not_after = 0;
+};
+/// Reads it; nullopt when the file has no readable certificate.
+std::optional<certificate_validity> read_certificate_validity(const std::string& pem_file);
+
+/// Where |now| falls in a validity period: clients refuse a certificate outside it.
+enum class certificate_dates { valid, not_yet_valid, expired, expires_soon };
+/// `expires_soon` when less than |soon| seconds are left.
+constexpr certificate_dates classify_dates(const certificate_validity& v, std::int64_t now,
+                                           std::int64_t soon = 30 * 86400) noexcept {
+  if (now < v.not_before) return certificate_dates::not_yet_valid;
+  if (now > v.not_after) return certificate_dates::expired; // RFC 5280 §4.1.2.5: inclusive
+  return v.not_after - now < soon ? certificate_dates::expires_soon : certificate_dates::valid;
+}
 
 /// Encodes ALPN names in the wire form (each prefixed by its length). Throws tls_error for an
 /// empty name or one longer than 255 bytes.

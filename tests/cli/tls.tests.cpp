@@ -19,7 +19,9 @@
 
 #include <array>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <span>
 #include <string>
 #include <string_view>
@@ -374,4 +376,29 @@ TEST_CASE("stateless_reset_token gives ngtcp2's token for every connection ID le
     for (const auto& other : seen) CHECK(other != ours); // one token per connection ID
     seen.push_back(ours);
   }
+}
+
+TEST_CASE("read_certificate_validity reads a certificate's dates, and classify_dates places now",
+          "[tls][cert]") {
+  temp_dir dir;
+  const auto ca = make_ca("test CA", 40);
+  const auto leaf = make_leaf(ca, "test server", {{}, {"127.0.0.1"}}, cert_usage::server, 10);
+  const auto file = dir.path / "server.pem";
+  std::ofstream(file) << leaf.certificate;
+  const auto made = static_cast<std::int64_t>(std::time(nullptr));
+  const auto v = read_certificate_validity(file.string());
+  REQUIRE(v);
+  // Valid for 10 days from about now.
+  CHECK(v->not_before <= made);
+  CHECK(v->not_before >= made - 2 * 86400);
+  CHECK(v->not_after - made <= 10 * 86400 + 60);
+  CHECK(v->not_after - made >= 10 * 86400 - 60);
+  CHECK(classify_dates(*v, made) == certificate_dates::expires_soon); // under 30 days left
+  CHECK(classify_dates(*v, made, 86400) == certificate_dates::valid);
+  CHECK(classify_dates(*v, v->not_after) == certificate_dates::expires_soon); // inclusive
+  CHECK(classify_dates(*v, v->not_after + 1) == certificate_dates::expired);
+  CHECK(classify_dates(*v, v->not_before - 1) == certificate_dates::not_yet_valid);
+  CHECK_FALSE(read_certificate_validity((dir.path / "missing.pem").string()));
+  std::ofstream(dir.path / "garbage.pem") << "not a certificate\n";
+  CHECK_FALSE(read_certificate_validity((dir.path / "garbage.pem").string()));
 }

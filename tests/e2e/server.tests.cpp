@@ -192,6 +192,46 @@ TEST_CASE("serve reloads its certificate on SIGHUP without dropping connections"
   CHECK(all_ok(after_bad.run({plan(3)})));
 }
 
+TEST_CASE("serve warns about a certificate near its end at start and on each reload",
+          "[e2e][tls][reload]") {
+  temp_dir short_lived, normal;
+  REQUIRE(std::system((detour_binary() + " cert --out " + short_lived.path.string() +
+                       " --days 10 >/dev/null")
+                          .c_str()) == 0);
+  make_certs(normal.path);
+  temp_dir live;
+  std::filesystem::copy_file(short_lived.path / "server.pem", live.path / "server.pem");
+  std::filesystem::copy_file(short_lived.path / "server.key", live.path / "server.key");
+  server_process srv({"--cert", (live.path / "server.pem").string(), "--key",
+                      (live.path / "server.key").string()});
+  // 10 days less the moments since it was made: 10 whole days, or 9 after a second's turn.
+  const auto warned = srv.wait_for_line({"warn", "server.cert_expires_soon", "not_after="});
+  REQUIRE(warned);
+  CHECK((warned->find(" days=10") != std::string::npos ||
+         warned->find(" days=9") != std::string::npos));
+  // Renewed with a certificate of the default length: the reload says nothing of its dates.
+  std::filesystem::copy_file(normal.path / "server.pem", live.path / "server.pem",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(normal.path / "server.key", live.path / "server.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  srv.signal(SIGHUP);
+  REQUIRE(srv.wait_for_line({"server.reloaded"}));
+  // The short-lived one again: warned again.
+  std::filesystem::copy_file(short_lived.path / "server.pem", live.path / "server.pem",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(short_lived.path / "server.key", live.path / "server.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  srv.signal(SIGHUP);
+  // Until the second warning (or 10 s): each round reads the log for a bounded moment.
+  const auto deadline = cli::monotonic_now() + 10 * second;
+  while (srv.find_lines({"server.cert_expires_soon"}).size() < 2 &&
+         cli::monotonic_now() < deadline) {
+    (void)srv.wait_for_line({"a line no server writes"}, 50 * cli::nanoseconds_per_millisecond);
+  }
+  CHECK(srv.find_lines({"server.reloaded"}).size() == 2);
+  CHECK(srv.find_lines({"server.cert_expires_soon"}).size() == 2);
+}
+
 TEST_CASE("serve listens on IPv6 and IPv4 at once", "[e2e][quic][ipv6]") {
   server_process srv({"--listen", "[::1]:0", "--listen", "127.0.0.1:0"});
   CHECK(srv.address().family() == AF_INET6);

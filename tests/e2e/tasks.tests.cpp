@@ -166,6 +166,21 @@ TEST_CASE("serve with --client-ca accepts a client certificate from that CA and 
   CHECK(srv.find_lines({"task.end"}).size() <= 1);
 }
 
+TEST_CASE("serve logs why a client refused its certificate during the handshake", "[e2e][tls]") {
+  temp_dir other;
+  REQUIRE(std::system(
+              (detour_binary() + " cert --out " + other.path.string() + " >/dev/null").c_str()) ==
+          0);
+  server_process srv;
+  cli::tls_client_config tc;
+  tc.ca_file = (other.path / "ca.pem").string(); // not the CA of the server's certificate
+  g3_client client(srv, tc);
+  expect_refused(client);
+  // The client's alert is the only reason there is; it used to show as a bare close code.
+  CHECK(srv.wait_for_line({"conn.handshake_failed", "refused by the client: TLS alert"}));
+  CHECK(srv.find_lines({"conn.open"}).empty());
+}
+
 TEST_CASE("serve relays all four protocols, the WebSocket payload included", "[e2e][tasks]") {
   server_process srv;
   g3_client client(srv);
