@@ -15,11 +15,17 @@
 #include <wolfssl/options.h> // must precede every other wolfSSL header
 #include <wolfssl/wolfcrypt/hash.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -67,8 +73,9 @@ Options:
   --any-text     accept text TLVs that are not UTF-8 (default: refuse them)
   -h, --help     this help
 
-Exit status: 0 for a complete, valid v2 header; 1 for a malformed or incomplete one, or a v1
-line; 2 for a usage error (bad option, unreadable file, text that is not hex).
+Exit status: 0 for a complete, valid v2 header (with all of a north request's payload); 1 for
+a malformed or incomplete one, a payload cut short, or a v1 line; 2 for a usage error (bad
+option, unreadable file, text that is not hex).
 
 Examples:
   # The smallest g3proxy header (TCP4 192.168.0.1:56324 -> 192.168.0.11:443, no TLV):
@@ -293,6 +300,14 @@ bool has_detour_tlvs(const ppv2::header_view& h) {
   return false;
 }
 
+/// Bytes of a north request's payload the input lacks (0 when complete or not a north).
+std::size_t payload_missing(const report& r) {
+  if (!r.detour || r.detour->failed() || r.detour->value.kind != stream_kind::north) return 0;
+  const std::size_t have = r.input.size() - r.header.value.size();
+  const std::size_t want = r.detour->value.north.payload_length;
+  return want > have ? want - have : 0;
+}
+
 void print_error_text(std::string_view what, errc e, std::size_t offset, std::size_t skipped) {
   fmt::print("{}: {} ({}) at byte {}", what, make_error_code(e).message(), errc_name(e), offset);
   if (skipped != 0) fmt::print(" (byte {} of the input)", offset + skipped);
@@ -365,6 +380,8 @@ void print_text(const report& r) {
   fmt::print("  match id     {}\n", n.match_id);
   fmt::print("  payload      {} bytes announced, {} present\n", n.payload_length,
              std::min<std::size_t>(n.payload_length, payload_all.size()));
+  if (const std::size_t missing = payload_missing(r))
+    fmt::print("incomplete payload: {} more bytes needed\n", missing);
   const auto payload =
       payload_all.first(std::min<std::size_t>(n.payload_length, payload_all.size()));
   if (n.payload_length != 0 && payload.size() == n.payload_length) {
@@ -461,7 +478,12 @@ void print_json(const report& r) {
     fmt::print("{}}}\n", out);
     return;
   }
-  field("status", "\"complete\"");
+  if (const std::size_t missing = payload_missing(r)) {
+    field("status", "\"incomplete\"");
+    field("needed", std::to_string(missing));
+  } else {
+    field("status", "\"complete\"");
+  }
   const auto rest = r.input.subspan(h.size());
   if (d.value.kind == stream_kind::south) {
     const auto& s = d.value.south;
@@ -580,6 +602,32 @@ int report_proxy_v1(std::span<const std::uint8_t> input, std::size_t skipped, bo
   return 1;
 }
 
+/// Reads a whole file; the reason when it cannot (missing, a directory, no permission, ...).
+std::optional<std::string> read_whole_file(const std::string& path,
+                                           std::vector<std::uint8_t>& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string(std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return std::string("it is a directory");
+  }
+  std::array<std::uint8_t, 65536> buf{};
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      return why;
+    }
+    out.insert(out.end(), buf.begin(), buf.begin() + n);
+  }
+  ::close(fd);
+  return std::nullopt;
+}
+
 std::optional<std::size_t> parse_size(std::string_view s) {
   std::size_t v = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -610,6 +658,7 @@ int run_decode(args a) {
     } else if (arg == "--file") {
       const auto v = value();
       if (!v) return usage_error("--file needs a path");
+      if (opt.file) return usage_error("one --file at a time");
       opt.file = std::string(*v);
     } else if (arg == "--raw") {
       opt.raw = true;
@@ -637,9 +686,12 @@ int run_decode(args a) {
   }
   const int sources =
       (opt.hex_args.empty() ? 0 : 1) + (opt.file ? 1 : 0) + (opt.stdin_input ? 1 : 0);
-  if (sources != 1)
+  if (sources == 0)
     return usage_error(
         "give the bytes as HEX arguments, with --file PATH, or - for standard input");
+  if (sources > 1)
+    return usage_error("give the bytes one way only: HEX arguments, --file PATH or - (standard "
+                       "input), not several");
 
   std::vector<std::uint8_t> bytes;
   bool crlf_added = false; // a v1 line given as arguments, which cannot carry its CRLF
@@ -659,9 +711,8 @@ int run_decode(args a) {
   } else {
     std::vector<std::uint8_t> raw;
     if (opt.file) {
-      std::ifstream in(*opt.file, std::ios::binary);
-      if (!in) return usage_error(fmt::format("cannot read '{}'", *opt.file));
-      raw.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      if (auto e = read_whole_file(*opt.file, raw))
+        return usage_error(fmt::format("cannot read '{}': {}", *opt.file, *e));
     } else {
       raw.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     }
@@ -710,7 +761,7 @@ int run_decode(args a) {
   }
   if (!r.header.complete()) return 1;
   if (r.detour && r.detour->failed()) return 1;
-  return 0;
+  return payload_missing(r) != 0 ? 1 : 0;
 }
 
 } // namespace detour::cli

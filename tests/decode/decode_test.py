@@ -270,9 +270,24 @@ expect("v1 --offset", ["--offset", "4", "--raw", "-"], 1,
        ["(decoding from byte 4 of the input)", "source       192.168.0.1:56324"],
        stdin=b"abcd" + V1)
 
+# --- A north request whose payload the dump cuts short ---------------------------------------------
+out = expect("payload cut short", [NORTH[:-5].hex()], 1,
+             ["bytes announced", "incomplete payload: 5 more bytes needed"])
+out = expect("payload cut short, JSON", ["--json", NORTH[:-5].hex()], 1)
+try:
+    d = json.loads(out)
+    check("payload cut short, JSON", d["status"] == "incomplete" and d["needed"] == 5, out)
+except (ValueError, KeyError) as e:
+    check("payload cut short, JSON", False, f"{e}: {out}")
+expect("whole payload", [NORTH.hex()], 0, absent=["incomplete"])
+
 # --- Usage errors -------------------------------------------------------------------------------
 expect("no input", [], 2, ["give the bytes"])
-expect("two inputs", ["-", "0d0a"], 2, ["give the bytes"])
+expect("two inputs", ["-", "0d0a"], 2, ["give the bytes one way only"])
+expect("two files", ["--file", "a", "--file", "b"], 2, ["one --file at a time"])
+with tempfile.TemporaryDirectory() as tmp:
+    expect("a directory for --file", ["--file", tmp], 2, ["it is a directory"])
+expect("a missing file", ["--file", "/nonexistent/x"], 2, ["No such file or directory"])
 expect("not hex", ["0d0g"], 2, ["not hex"])
 expect("odd digits", ["0d0a0"], 2, ["odd number of hex digits"])
 expect("unknown option", ["--frobnicate"], 2, ["unknown option '--frobnicate'"])
