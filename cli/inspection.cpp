@@ -44,6 +44,8 @@ bool parse_inspection_option(arg_reader& r, inspection_options& o) {
     o.metrics = *a;
   } else if (r.is("--summary-interval")) {
     o.summary_interval = parse_duration(r.name(), r.value());
+    if (o.summary_interval != 0 && o.summary_interval < nanoseconds_per_second)
+      throw usage_error("--summary-interval is 0 (never) or at least 1s");
   } else {
     return false;
   }

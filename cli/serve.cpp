@@ -60,9 +60,10 @@ options:
   --idle-timeout DUR     QUIC idle timeout; above g3proxy's 60 s so its value rules
                          (default 120s). At least 20s: g3proxy pings an idle connection
                          every 10s, and a timeout near that drops its pooled connections
-  --header-timeout DUR   a stream must deliver its header in this time (default 10s)
+  --header-timeout DUR   a stream must deliver its header in this time (default 10s,
+                         at least 1s)
   --pair-timeout DUR     a continued task waits this long for its south stream (default 30s,
-                         g3proxy's own stream open timeout)
+                         g3proxy's own stream open timeout; at least 1s)
   --drain-timeout DUR    on SIGINT/SIGTERM, running tasks may finish for this long (default 30s)
   --max-header-size SIZE  largest PROXY v2 header accepted (default 4096; g3proxy's are at
                          most 536)
@@ -105,7 +106,8 @@ inspection (docs/policy.md, docs/audit.md, docs/capture.md, docs/metrics.md):
   --capture-files N      capture files kept, the current one included (default 4)
   --capture-queue SIZE   capture bytes waiting for the disk, at most (default 64m)
   --metrics ADDR:PORT    Prometheus metrics at http://ADDR:PORT/metrics (TCP)
-  --summary-interval DUR  a metrics.summary log line this often; 0: never (default 60s)
+  --summary-interval DUR  a metrics.summary log line this often; 0: never (default 60s,
+                          else at least 1s)
 
 Durations: 30s, 1500ms, 5m, 2h (a bare number means seconds). Sizes: 512, 16k, 4m, 1g
 (powers of 1024).
@@ -160,6 +162,8 @@ bool parse_options(args a, serve_config& cfg) {
       }
       if (!listen_given) cfg.listen.clear();
       listen_given = true;
+      if (std::find(cfg.listen.begin(), cfg.listen.end(), *addr) != cfg.listen.end())
+        throw usage_error("--listen " + addr->to_string() + " is given twice");
       cfg.listen.push_back(*addr);
     } else if (r.is("--cert")) {
       cfg.certificate_file = r.value();
@@ -236,6 +240,12 @@ bool parse_options(args a, serve_config& cfg) {
   if (cfg.certificate_file.empty() != cfg.private_key_file.empty()) {
     throw usage_error("--cert and --key go together");
   }
+  // A header arrives in one flight, a south stream one round trip after our answer: below a
+  // second, a slow path or a lost packet would make a healthy task fail.
+  if (cfg.header_timeout < nanoseconds_per_second)
+    throw usage_error("--header-timeout must be at least 1s (0 would reset every stream)");
+  if (cfg.pair_timeout < nanoseconds_per_second)
+    throw usage_error("--pair-timeout must be at least 1s (0 would reset every continued task)");
   if (cfg.idle_timeout < min_idle_timeout) {
     throw usage_error("--idle-timeout must be at least 20s: g3proxy sends a keep-alive every 10s "
                       "on an idle connection, and a timeout that close to it drops g3proxy's "

@@ -190,15 +190,20 @@ TEST_CASE("serve's g3proxy snippet names the bound port and an address the certi
 }
 
 TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options]") {
-  for (const std::vector<std::string>& bad : {std::vector<std::string>{"--action", "maybe"},
-                                              {"--max-streams", "10"},
-                                              {"--listen", "nowhere"},
-                                              {"--idle-timeout", "5s"},
-                                              {"--idle-timeout", "19s"},
-                                              {"--max-udp-payload", "1199"},
-                                              {"--max-udp-payload", "16385"},
-                                              {"--cert", "x.pem"},
-                                              {"--bogus"}}) {
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--action", "maybe"},
+        {"--max-streams", "10"},
+        {"--listen", "nowhere"},
+        {"--idle-timeout", "5s"},
+        {"--idle-timeout", "19s"},
+        {"--max-udp-payload", "1199"},
+        {"--max-udp-payload", "16385"},
+        {"--cert", "x.pem"},
+        {"--header-timeout", "0"},
+        {"--pair-timeout", "500ms"},
+        {"--summary-interval", "1ms"},
+        {"--listen", "127.0.0.1:2888", "--listen", "127.0.0.1:2888"},
+        {"--bogus"}}) {
     INFO(bad.front());
     std::string cmd = detour_binary() + " serve";
     for (const auto& a : bad) cmd += " " + a;
@@ -216,5 +221,8 @@ TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options
       CHECK(out.find("at least 20s") != std::string::npos);
       CHECK(out.find("keep-alive every 10s") != std::string::npos);
     }
+    if (bad.front() == "--header-timeout" || bad.front() == "--pair-timeout")
+      CHECK(out.find("at least 1s") != std::string::npos);
+    if (bad.size() == 4) CHECK(out.find("127.0.0.1:2888 is given twice") != std::string::npos);
   }
 }
