@@ -453,6 +453,7 @@ void inspection::log_summary() {
   log_.info("metrics.summary",
             {{"connections_open", g.connections_open},
              {"connections", g.connections_accepted},
+             {"connections_refused", g.connections_refused},
              {"tasks", tasks},
              {"tasks_interval", interval_tasks},
              {"running", tasks - std::min(tasks, ended)},

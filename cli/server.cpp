@@ -171,6 +171,19 @@ void server::new_cid(ngtcp2_cid& cid, std::size_t length) const noexcept {
   if (group_.workers > 1 && length > 0) cid.data[0] = static_cast<std::uint8_t>(index_);
 }
 
+void server::warn_full() {
+  // The first refusal at --max-connections is a warning, then one every 10 s at most with the
+  // count since the last: clients g3proxy cannot connect fail on its side only.
+  ++refused_unreported_;
+  const timestamp now = monotonic_now();
+  if (full_warned_at_ != 0 && now - full_warned_at_ < 10 * nanoseconds_per_second) return;
+  full_warned_at_ = now;
+  log_.warn("server.connections_full", {{"max_connections", config_.max_connections},
+                                        {"refused", refused_unreported_},
+                                        {"hint", "raise --max-connections"}});
+  refused_unreported_ = 0;
+}
+
 void server::accept(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt) {
   ngtcp2_pkt_hd hd{};
   if (ngtcp2_accept(&hd, pkt.data(), pkt.size()) != 0) return; // not an acceptable Initial
@@ -178,6 +191,7 @@ void server::accept(endpoint& ep, const received_datagram& d, std::span<const st
     ++stats_.refused;
     log_.debug("conn.refused", {{"peer", d.remote.to_string()},
                                 {"reason", shutting_down_ ? "shutting down" : "max connections"}});
+    if (!shutting_down_) warn_full();
     send_refusal(ep, d, hd, NGTCP2_CONNECTION_REFUSED);
     return;
   }

@@ -136,6 +136,7 @@ public:
 
 private:
   void on_readable(endpoint& ep);
+  void warn_full();
   void on_writable(endpoint& ep);
   void on_packet(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt);
   /// |version|: the packet's, as decoded by on_packet (long header only).
@@ -187,8 +188,10 @@ private:
   std::vector<connection*> dead_;
   deferred reaper_;
   server_stats stats_;
-  std::size_t peak_blocks_ = 0; // stream blocks in use at the last peak (trim_memory)
-  timestamp last_trim_ = 0;     // when trim_memory last gave memory back
+  timestamp full_warned_at_ = 0;         // the last server.connections_full line
+  std::uint64_t refused_unreported_ = 0; // refusals at --max-connections since then
+  std::size_t peak_blocks_ = 0;          // stream blocks in use at the last peak (trim_memory)
+  timestamp last_trim_ = 0;              // when trim_memory last gave memory back
 
   // Stateless resets are rate limited (RFC 9000 §10.3.3): a token bucket refilled each second.
   timestamp reset_bucket_refill_ = 0;

@@ -50,6 +50,15 @@ TEST_CASE("serve refuses connections over --max-connections and keeps serving th
   INFO(cli::probe::describe(c.quic->close_state()));
   CHECK(c.quic->close_state().code == 0x2); // CONNECTION_REFUSED
   CHECK(srv.wait_for_line({"conn.refused", "reason=\"max connections\""}));
+  // At the default level too (warn): the first refusal, with the count.
+  CHECK(srv.wait_for_line({"warn", "server.connections_full", "max_connections=2", "refused=1"}));
+  // A second refusal within 10 s adds no line (it is counted for the next).
+  auto& d2 = client.pool->dial();
+  REQUIRE(client.pool->run_until([&] { return d2.quic->closed(); },
+                                 cli::monotonic_now() + 10 * second));
+  CHECK(srv.wait_for_line({"conn.refused"}));
+  CHECK(srv.find_lines({"conn.refused"}).size() == 2);
+  CHECK(srv.find_lines({"server.connections_full"}).size() == 1);
   CHECK(a.quic->established());
   CHECK(b.quic->established());
 }
