@@ -262,6 +262,9 @@ public:
   bool peer_finished() const noexcept { return peer_finished_; }
   /// Bytes of header and payload taken so far.
   std::size_t received() const noexcept { return size_; }
+  /// Bytes of storage held for them: grows with what arrives (at most doubling), never to a
+  /// payload length that was only announced.
+  std::size_t storage_capacity() const noexcept { return capacity_; }
   const session_options& options() const noexcept { return options_; }
 
 private:
@@ -341,22 +344,28 @@ private:
       return {taken, session_event::south_ready};
     }
     task_.request = parsed.value.north;
-    const std::size_t total = header_size_ + task_.request.payload_length;
-    if (capacity_ < total) {
-      // Make room for the payload now, so the views taken below never move again.
-      reserve(total);
-      const auto again = parse_north_request(ppv2::decode(stored(), options_.limits.header).value,
-                                             options_.limits);
-      task_.request = again.value;
-    }
     task_.header = stored().first(header_size_);
     state_ = session_state::payload;
     return feed_payload(bytes, taken);
   }
 
+  // Room for payload bytes as they arrive, not as announced: a header of a hundred bytes may
+  // announce max_payload_length and send nothing. The storage at least doubles each time, so a
+  // payload arriving in pieces moves O(log n) times; the request's views point into the
+  // storage, so after a move they are taken again.
+  void grow_for_payload(std::size_t needed, std::size_t total) {
+    if (needed <= capacity_) return;
+    reserve(std::min(total, std::max(needed, 2 * capacity_)));
+    task_.request =
+        parse_north_request(ppv2::decode(stored(), options_.limits.header).value, options_.limits)
+            .value;
+    task_.header = stored().first(header_size_);
+  }
+
   feed_result feed_payload(std::span<const std::uint8_t> bytes, std::size_t taken) {
     const std::size_t total = header_size_ + task_.request.payload_length;
     const std::size_t take = std::min(total - size_, bytes.size() - taken);
+    grow_for_payload(size_ + take, total);
     append(bytes.subspan(taken, take));
     taken += take;
     if (size_ < total) return {taken, session_event::need_more};

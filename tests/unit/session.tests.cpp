@@ -178,6 +178,45 @@ TEST_CASE("stream_session answers a north request and switches to relay after 'c
   CHECK(s.decision() == action::proceed);
 }
 
+TEST_CASE("stream_session holds storage for the payload that arrived, not the one announced",
+          "[session][north][memory]") {
+  // A payload at the default limit (64 KiB), sent in pieces after a header of a hundred bytes.
+  std::string payload(65536, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('a' + i % 26);
+  const auto bytes = north_bytes(task_spec{.match_id = 9,
+                                           .protocol = "http_2",
+                                           .upstream = "mail.example.org:993",
+                                           .username = "alice",
+                                           .payload = payload});
+  const std::size_t header = bytes.size() - payload.size();
+  stream_session s;
+  std::span<const std::uint8_t> rest(bytes);
+  REQUIRE(s.feed(rest.first(header)).event == session_event::need_more);
+  rest = rest.subspan(header);
+  // Only the header is held: an announced payload that never comes costs nothing.
+  CHECK(s.storage_capacity() < 1024);
+  std::size_t previous = s.storage_capacity();
+  int moves = 0;
+  while (!rest.empty()) {
+    const std::size_t n = std::min<std::size_t>(rest.size(), 1000);
+    const auto r = s.feed(rest.first(n));
+    REQUIRE(r.consumed == n);
+    rest = rest.subspan(n);
+    CHECK(s.storage_capacity() <= std::max(2 * s.received(), header + 1000));
+    if (s.storage_capacity() != previous) ++moves;
+    previous = s.storage_capacity();
+    // The request's views follow the storage when it moves.
+    CHECK(s.task().request.upstream.host == "mail.example.org");
+    CHECK(s.task().request.username == std::optional<std::string_view>("alice"));
+    CHECK(s.task().header.size() == header);
+  }
+  CHECK(moves <= 8); // doubling: a logarithmic number of moves
+  REQUIRE(s.state() == session_state::decision);
+  CHECK(s.storage_capacity() == bytes.size());
+  CHECK(std::string(s.task().payload.begin(), s.task().payload.end()) == payload);
+  CHECK(std::equal(s.task().header.begin(), s.task().header.end(), bytes.begin()));
+}
+
 TEST_CASE("stream_session keeps a WebSocket payload that does not parse for the policy to judge",
           "[session][north]") {
   stream_session s;
