@@ -4,6 +4,7 @@
 
 #include <wolfssl/options.h> // must precede every other wolfSSL header
 
+#include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
@@ -15,13 +16,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <string_view>
 #include <system_error>
 
 namespace detour::cli {
@@ -142,10 +147,7 @@ std::vector<byte> encode_alt_names(const subject_names& names) {
 }
 
 void set_common_name(Cert& cert, const std::string& cn) {
-  if (cn.empty() || cn.size() >= CTC_NAME_SIZE) {
-    throw cert_error("the common name must be 1 to " + std::to_string(CTC_NAME_SIZE - 1) +
-                     " bytes long");
-  }
+  check_common_name(cn);
   std::strncpy(cert.subject.org, "detour", CTC_NAME_SIZE - 1);
   std::strncpy(cert.subject.commonName, cn.c_str(), CTC_NAME_SIZE - 1);
 }
@@ -173,7 +175,137 @@ std::string sign(Cert& cert, ec_key& subject_key, ec_key& signer, random_source&
   return ec_key::to_pem(der.data(), static_cast<word32>(n), CERT_TYPE);
 }
 
+// A dNSName in the preferred name syntax (RFC 1034 §3.5 as relaxed by RFC 1123 §2.1): why
+// |name| is not one, or empty when it is.
+std::string dns_name_problem(std::string_view name) {
+  if (name.empty()) return "it is empty";
+  if (name.size() > 253) return "it is longer than 253 bytes";
+  std::string_view rest = name;
+  if (rest.starts_with("*.")) rest.remove_prefix(2); // a wildcard, the whole leftmost label
+  if (rest.find('*') != std::string_view::npos)
+    return "a wildcard must be the whole leftmost label, as in *.example.com";
+  while (true) {
+    const std::size_t dot = rest.find('.');
+    const std::string_view label = rest.substr(0, dot);
+    if (label.empty()) return "it has an empty label (two dots, or a dot first or last)";
+    if (label.size() > 63) return "the label '" + std::string(label) + "' is longer than 63 bytes";
+    for (const char c : label) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-')
+        return "'" + std::string(1, c) + "' is not a letter, digit, hyphen or dot";
+    }
+    if (label.front() == '-' || label.back() == '-')
+      return "the label '" + std::string(label) + "' starts or ends with a hyphen";
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  std::array<byte, 16> addr{};
+  if (::inet_pton(AF_INET, std::string(name).c_str(), addr.data()) == 1)
+    return "it is an IP address: name it with --ip";
+  return {};
+}
+
+struct x509_free {
+  void operator()(WOLFSSL_X509* x) const noexcept { wolfSSL_X509_free(x); }
+};
+struct ctx_free {
+  void operator()(WOLFSSL_CTX* c) const noexcept { wolfSSL_CTX_free(c); }
+};
+
+std::time_t to_time(const WOLFSSL_ASN1_TIME* t) {
+  std::tm tm{};
+  if (!t || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS) return -1;
+  return ::timegm(&tm);
+}
+
 } // namespace
+
+void check_subject_names(const subject_names& names) {
+  for (const auto& d : names.dns) {
+    if (const std::string why = dns_name_problem(d); !why.empty())
+      throw cert_error("'" + d + "' is not a DNS name: " + why);
+  }
+  for (const auto& ip : names.ip) {
+    std::array<byte, 16> addr{};
+    const bool v4 = ::inet_pton(AF_INET, ip.c_str(), addr.data()) == 1;
+    if (!v4 && ::inet_pton(AF_INET6, ip.c_str(), addr.data()) != 1)
+      throw cert_error("'" + ip + "' is not an IPv4 or IPv6 address");
+    if (std::all_of(addr.begin(), addr.begin() + (v4 ? 4 : 16), [](byte b) { return b == 0; })) {
+      throw cert_error("'" + ip +
+                       "' is the unspecified address, which g3proxy can never connect to: "
+                       "name the address g3proxy connects to, such as --ip 10.0.0.5");
+    }
+  }
+}
+
+void check_common_name(const std::string& common_name) {
+  if (common_name.empty() || common_name.size() >= CTC_NAME_SIZE) {
+    throw cert_error("the common name '" + common_name + "' must be 1 to " +
+                     std::to_string(CTC_NAME_SIZE - 1) + " bytes long");
+  }
+}
+
+ca_validity check_ca(const pem_credentials& ca, const std::string& cert_name,
+                     const std::string& key_name, std::time_t now) {
+  const std::unique_ptr<WOLFSSL_X509, x509_free> x(wolfSSL_X509_load_certificate_buffer(
+      reinterpret_cast<const unsigned char*>(ca.certificate.data()),
+      static_cast<int>(ca.certificate.size()), WOLFSSL_FILETYPE_PEM));
+  if (!x) throw cert_error(cert_name + " holds no PEM certificate");
+  if (wolfSSL_X509_get_isCA(x.get()) != 1) {
+    throw cert_error(cert_name +
+                     " is not a CA certificate (no basicConstraints CA:TRUE): give the CA that "
+                     "signs, such as the ca.pem of a `detour cert` folder");
+  }
+  if (const unsigned usage = wolfSSL_X509_get_keyUsage(x.get());
+      usage != 0 && (usage & KEYUSE_KEY_CERT_SIGN) == 0) {
+    throw cert_error(cert_name + " is a CA whose keyUsage does not allow keyCertSign: "
+                                 "certificates it signs do not verify");
+  }
+  ca_validity v;
+  v.not_before = to_time(wolfSSL_X509_get_notBefore(x.get()));
+  v.not_after = to_time(wolfSSL_X509_get_notAfter(x.get()));
+  if (v.not_before < 0 || v.not_after < 0)
+    throw cert_error(cert_name + ": cannot read its validity period");
+  if (v.not_after <= now)
+    throw cert_error("the CA " + cert_name + " expired on " + utc_text(v.not_after));
+  if (v.not_before > now)
+    throw cert_error("the CA " + cert_name + " is not valid before " + utc_text(v.not_before));
+
+  try {
+    random_source rng;
+    ec_key key;
+    key.load_pem(ca.private_key, rng);
+  } catch (const cert_error& e) {
+    throw cert_error(key_name + ": " + e.what());
+  }
+  // As `detour serve` checks --key against --cert (tls.cpp): wolfSSL compares the key with the
+  // certificate's public key.
+  const std::unique_ptr<WOLFSSL_CTX, ctx_free> ctx(wolfSSL_CTX_new(wolfTLSv1_3_server_method()));
+  if (!ctx) throw cert_error("wolfSSL_CTX_new failed");
+  if (wolfSSL_CTX_use_certificate_buffer(
+          ctx.get(), reinterpret_cast<const unsigned char*>(ca.certificate.data()),
+          static_cast<long>(ca.certificate.size()), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+      wolfSSL_CTX_use_PrivateKey_buffer(
+          ctx.get(), reinterpret_cast<const unsigned char*>(ca.private_key.data()),
+          static_cast<long>(ca.private_key.size()), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+      wolfSSL_CTX_check_private_key(ctx.get()) != WOLFSSL_SUCCESS) {
+    throw cert_error("the key " + key_name + " does not match the certificate " + cert_name);
+  }
+  return v;
+}
+
+int days_within(std::time_t ca_not_after, std::time_t now) noexcept {
+  // A minute to spare: the leaf is made a moment after this is computed.
+  const std::time_t left = ca_not_after - now - 60;
+  return left < 86400 ? 0 : static_cast<int>(std::min<std::time_t>(left / 86400, 36500));
+}
+
+std::string utc_text(std::time_t t) {
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  std::array<char, 32> buf{};
+  const std::size_t n = std::strftime(buf.data(), buf.size(), "%Y-%m-%d %H:%M UTC", &tm);
+  return {buf.data(), n};
+}
 
 pem_credentials make_ca(const std::string& common_name, int days_valid) {
   random_source rng;
@@ -195,6 +327,7 @@ pem_credentials make_ca(const std::string& common_name, int days_valid) {
 
 pem_credentials make_leaf(const pem_credentials& ca, const std::string& common_name,
                           const subject_names& names, cert_usage usage, int days_valid) {
+  check_subject_names(names);
   random_source rng;
   ec_key ca_key;
   ca_key.load_pem(ca.private_key, rng);

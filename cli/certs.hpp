@@ -5,6 +5,7 @@
 // `detour serve` creates on first start.
 #pragma once
 
+#include <ctime>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -33,12 +34,44 @@ struct subject_names {
   std::vector<std::string> ip;  ///< iPAddress entries, IPv4 or IPv6 text, e.g. "127.0.0.1"
 };
 
+/// Checks |names| before a certificate is made for them. A DNS name is letters, digits and
+/// hyphens in dot-separated labels of 1 to 63 bytes (no hyphen first or last), 253 bytes at
+/// most, optionally after a `*.` wildcard label (RFC 1123 §2.1, RFC 6125 §6.4.3); an IP address
+/// is IPv4 or IPv6 text and not the unspecified address (0.0.0.0, ::), which g3proxy can never
+/// connect to. Throws cert_error naming the first bad entry and why.
+void check_subject_names(const subject_names& names);
+
+/// Checks a common name: 1 to 63 bytes, what a certificate subject made here holds. Throws
+/// cert_error.
+void check_common_name(const std::string& common_name);
+
+/// The validity period of an existing CA certificate (seconds since the epoch, UTC).
+struct ca_validity {
+  std::time_t not_before = 0;
+  std::time_t not_after = 0;
+};
+
+/// Checks that |ca| can sign certificates that verify against it at |now|: the certificate
+/// parses, is a CA (basicConstraints CA:TRUE; keyCertSign when it has a keyUsage), is valid at
+/// |now|, and the key is a P-256 key that matches it (as `detour serve` checks --key against
+/// --cert). |cert_name| and |key_name| name the files in the messages. Returns the CA's
+/// validity. Throws cert_error saying which check failed.
+ca_validity check_ca(const pem_credentials& ca, const std::string& cert_name,
+                     const std::string& key_name, std::time_t now);
+
+/// The most days a leaf made at |now| may be valid without outliving a CA that ends at
+/// |ca_not_after| (a leaf's notAfter is its making time plus its days); 0 when not even one.
+int days_within(std::time_t ca_not_after, std::time_t now) noexcept;
+
+/// "2031-05-04 12:00 UTC".
+std::string utc_text(std::time_t t);
+
 /// A self-signed CA (basicConstraints CA:TRUE, keyUsage keyCertSign and cRLSign).
 /// Throws cert_error.
 pem_credentials make_ca(const std::string& common_name, int days_valid);
 
 /// A leaf certificate signed by |ca|, with |names| as subjectAltNames and |common_name| as CN.
-/// Throws cert_error (also for a malformed IP address in |names|).
+/// Throws cert_error (also for a name that check_subject_names refuses).
 pem_credentials make_leaf(const pem_credentials& ca, const std::string& common_name,
                           const subject_names& names, cert_usage usage, int days_valid);
 
