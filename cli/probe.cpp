@@ -12,6 +12,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
@@ -96,9 +97,11 @@ throughput:
 hold:
   --connections N         connections to open and hold (up to 20000; each has its own socket)
   --concurrency N         handshakes at once while opening them (default 64)
-  --hold DUR              how long to hold them, idle (default 10s)
+  --hold DUR              how long to hold them, idle (default 10s); a --deadline that
+                          comes first cuts the hold, which then fails (kind deadline)
 abuse:
-  --case TEXT             run only the cases whose name contains TEXT
+  --case TEXT             run only the cases whose name contains TEXT (case-sensitive; none
+                          matching is a usage error that lists the names)
   --abuse-wait DUR        how long to watch the server's reaction (default 5s)
   --abuse-streams N       streams opened and never written (default 300)
 
@@ -269,6 +272,15 @@ parsed parse(args a) {
     if (!protocol_script(o.protocol))
       throw usage_error("--relay-data protocol knows smtp, imap, http_2 and websocket, not '" +
                         o.protocol + "'");
+  }
+  if (o.mode == "abuse" && !o.only.empty()) {
+    const std::vector<std::string> names = abuse_case_names();
+    if (std::none_of(names.begin(), names.end(),
+                     [&](const std::string& n) { return n.find(o.only) != std::string::npos; })) {
+      std::string list;
+      for (const auto& n : names) list += "\n  " + n;
+      throw usage_error("--case '" + o.only + "' matches no abuse case; the cases are:" + list);
+    }
   }
   if (o.deadline == 0) o.deadline = (o.mode == "check" ? 5 : 10) * 60 * nanoseconds_per_second;
   return p;

@@ -83,6 +83,9 @@ std::vector<std::uint8_t>
 websocket_summary(std::string_view resource,
                   std::span<const std::pair<std::string_view, std::string_view>> headers);
 
+/// The names of the abuse cases, in the order they run (what `--case TEXT` is matched against).
+std::vector<std::string> abuse_case_names();
+
 int run_check(probe_context& ctx);
 int run_load(probe_context& ctx);
 int run_throughput(probe_context& ctx);

@@ -685,6 +685,12 @@ case_report run_case(probe_context& ctx, client_pool& pool, const abuse_case& ac
 
 } // namespace
 
+std::vector<std::string> abuse_case_names() {
+  std::vector<std::string> names;
+  for (const abuse_case& ac : all_cases()) names.push_back(ac.name);
+  return names;
+}
+
 int run_abuse(probe_context& ctx) {
   const probe_options& o = ctx.options;
   pool_config pc = o.pool;

@@ -61,7 +61,11 @@ public:
     if (t0 >= ctx_.deadline) {
       rec.outcome = check_outcome::fail("not run: the run's deadline passed (--deadline)");
     } else if (!reachable_) {
+      // One summary line for all of them (text mode), not one line each.
       rec.outcome = check_outcome::fail("not run: no connection to the server");
+      ++not_run_;
+      records_.push_back(std::move(rec));
+      return;
     } else {
       try {
         rec.outcome = body();
@@ -122,6 +126,8 @@ public:
   bool pass_through() const { return o_.expect && *o_.expect == detour::action::proceed; }
 
   void set_unreachable() { reachable_ = false; }
+  /// Checks skipped because the handshake failed.
+  std::size_t not_run() const { return not_run_; }
   const pool_stats& last_stats() const { return last_stats_; }
   const std::vector<check_record>& records() const { return records_; }
   probe_context& ctx() { return ctx_; }
@@ -134,6 +140,7 @@ private:
   pool_stats last_stats_;
   std::uint64_t next_index_ = 0;
   bool reachable_ = true;
+  std::size_t not_run_ = 0;
 };
 
 // --- the checks --------------------------------------------------------------------------------
@@ -475,8 +482,15 @@ int run_check(probe_context& ctx) {
         .end_object();
     fmt::print("{}\n", j.str());
   } else {
-    fmt::print("result: {} ({} passed, {} failed, {} skipped)\n", ok ? "PASS" : "FAIL", passed,
-               failed, skipped);
+    if (s.not_run() != 0) {
+      fmt::print("  ...   the other {} checks need a connection to the server: not run\n",
+                 s.not_run());
+      fmt::print("result: FAIL ({} passed, {} failed, {} not run)\n", passed, failed - s.not_run(),
+                 s.not_run());
+    } else {
+      fmt::print("result: {} ({} passed, {} failed, {} skipped)\n", ok ? "PASS" : "FAIL", passed,
+                 failed, skipped);
+    }
   }
   return ok ? exit_passed : exit_failed;
 }

@@ -375,22 +375,42 @@ int run_hold(probe_context& ctx) {
   std::size_t established = 0;
   for (pooled_connection* c : conns)
     if (c->quic->established()) ++established;
+  // Idle: only the connections' own keep-alives and timers run, until --hold has passed or the
+  // run's deadline came first (then the hold fails with the kind `deadline`, as tasks do).
+  const nanoseconds hold_start = monotonic_now();
+  const nanoseconds hold_until = in_time ? std::min(hold_start + o.hold, ctx.deadline) : hold_start;
+  const bool cut = hold_until < hold_start + o.hold;
   if (!o.json) {
-    fmt::print("  holding    {} connections for {} (opened in {}, client cpu {:.2f} s)\n",
-               established, human_duration(o.hold), human_duration(opened_in), cpu);
+    if (!in_time) {
+      fmt::print("  the run's deadline passed while connecting ({} of {} established in {})\n",
+                 established, target, human_duration(opened_in));
+    } else if (cut) {
+      fmt::print("  holding    {} connections for {}, not {}: the run's deadline comes first "
+                 "(opened in {}, client cpu {:.2f} s)\n",
+                 established, human_duration(hold_until - hold_start), human_duration(o.hold),
+                 human_duration(opened_in), cpu);
+    } else {
+      fmt::print("  holding    {} connections for {} (opened in {}, client cpu {:.2f} s)\n",
+                 established, human_duration(o.hold), human_duration(opened_in), cpu);
+    }
     std::fflush(stdout);
   }
-  // Idle: only the connections' own keep-alives and timers run.
-  const nanoseconds hold_until = std::min(monotonic_now() + o.hold, ctx.deadline);
-  pool.run_until([] { return false; }, hold_until);
+  if (in_time) pool.run_until([] { return false; }, hold_until);
+  const nanoseconds held = monotonic_now() - hold_start;
+  const bool deadline_hit = !in_time || cut;
   std::size_t still_open = 0;
   for (pooled_connection* c : conns)
     if (c->quic->established()) ++still_open;
   const pool_stats ps = pool.stats();
-  pool.shutdown("finished");
-  // Let the closes leave before the process ends.
-  pool.run_until([] { return false; }, std::min(monotonic_now() + 100'000'000, ctx.deadline));
-  const bool ok = in_time && established == target && still_open == target;
+  pool.shutdown(deadline_hit ? "the run's deadline passed (--deadline)" : "finished");
+  // Let the closes leave before the process ends (bounded, even past the deadline).
+  pool.run_until([] { return false; }, monotonic_now() + 100'000'000);
+  const bool ok = !deadline_hit && established == target && still_open == target;
+  const std::string deadline_detail =
+      !in_time ? fmt::format("the run's deadline passed while connecting ({} of {} established)",
+                             established, target)
+               : fmt::format("the run's deadline passed after holding {} of the {} asked",
+                             human_duration(held), human_duration(o.hold));
   if (o.json) {
     json_writer j;
     j.begin_object()
@@ -401,14 +421,28 @@ int run_hold(probe_context& ctx) {
         .field("still_open", still_open)
         .field("open_s", static_cast<double>(opened_in) / 1e9)
         .field("hold_s", static_cast<double>(o.hold) / 1e9)
+        .field("held_s", in_time ? static_cast<double>(held) / 1e9 : 0.0)
         .field("client_cpu_s", cpu);
     write_pool(j, ps);
-    j.field("ok", ok).end_object();
+    j.key("failures").begin_object();
+    if (deadline_hit) {
+      j.key(to_string(failure::deadline))
+          .begin_object()
+          .field("count", static_cast<std::uint64_t>(target))
+          .field("first", deadline_detail)
+          .end_object();
+    }
+    j.end_object();
+    j.field("deadline_hit", deadline_hit).field("ok", ok).end_object();
     fmt::print("{}\n", j.str());
   } else {
-    fmt::print("  still open {} of {} at the end\n", still_open, target);
+    fmt::print("  still open {} of {} at the end{}\n", still_open, target,
+               deadline_hit && in_time ? fmt::format(" (held {})", human_duration(held)) : "");
     if (!ps.last_connect_error.empty() && ps.connect_failures > 0)
       fmt::print("  {} failed to connect; last: {}\n", ps.connect_failures, ps.last_connect_error);
+    if (deadline_hit)
+      fmt::print("  failed      {:<20} {:>8}  first: {}\n", to_string(failure::deadline), target,
+                 deadline_detail);
     fmt::print("result: {}\n", verdict(ok));
   }
   return ok ? exit_passed : exit_failed;

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <system_error>
 
@@ -58,6 +59,8 @@ std::string_view to_string(close_info::cause c) noexcept {
     return "quic_error";
   case close_info::cause::socket_error:
     return "socket_error";
+  case close_info::cause::refused:
+    return "refused";
   }
   return "unknown";
 }
@@ -138,6 +141,8 @@ std::string describe(const close_info& c) {
     return "QUIC error: " + c.reason;
   case close_info::cause::socket_error:
     return "UDP socket error: " + c.reason;
+  case close_info::cause::refused:
+    return "connection refused: " + c.reason;
   }
   return "unknown";
 }
@@ -458,6 +463,17 @@ void quic_connection::on_socket(std::uint32_t events) {
   }
   if (events & (EPOLLIN | EPOLLERR)) read_datagrams();
   if (!closed()) flush();
+  if (!closed()) check_refused();
+}
+
+// g3proxy's sockets are connected, so the kernel turns an ICMP port unreachable into
+// ECONNREFUSED on the next receive or send. Before the handshake completes it means nothing
+// listens there: no point waiting for the handshake timeout. (Later, the idle timeout decides.)
+void quic_connection::check_refused() {
+  if (socket_.take_error() != ECONNREFUSED || established()) return;
+  set_closed(
+      close_info::cause::refused,
+      fmt::format("nothing listens on {} (ICMP port unreachable)", config_.server.to_string()));
 }
 
 void quic_connection::read_datagrams() {
@@ -651,6 +667,7 @@ void quic_connection::on_timer() {
     return;
   }
   flush();
+  if (!closed()) check_refused(); // a retransmission's send may be what met the error
 }
 
 // --- ending ------------------------------------------------------------------------------------

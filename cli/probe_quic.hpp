@@ -77,6 +77,7 @@ struct close_info {
     stateless_reset,   ///< the server sent a stateless reset
     quic_error,        ///< a protocol or internal error inside QUIC
     socket_error,      ///< the UDP socket failed
+    refused,           ///< ICMP port unreachable during the handshake: nothing listens
   };
   cause by = cause::open;
   /// CONNECTION_CLOSE from the server: an application code (frame type 0x1d) or a transport one.
@@ -235,6 +236,7 @@ private:
 
   void on_socket(std::uint32_t events);
   void read_datagrams();
+  void check_refused();
   void on_timer();
   void arm_timer();
   void queue(stream& s);

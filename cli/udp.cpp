@@ -337,6 +337,7 @@ std::size_t udp_socket::receive(receive_batch& batch) noexcept {
     n = ::recvmmsg(fd_, b.headers.data(), static_cast<unsigned>(count), MSG_DONTWAIT, nullptr);
   } while (n < 0 && errno == EINTR);
   batch.filled_ = 0;
+  if (n < 0 && !is_blocking_error(errno)) last_error_ = errno;
   if (n <= 0) return 0;
 
   for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
@@ -435,6 +436,7 @@ send_result udp_socket::send_gso(const socket_address* remote, const socket_addr
         gso_ = false; // the device or the path cannot segment: never try again
         return result;
       }
+      last_error_ = errno;
       ++send_errors_;
     }
     result.bytes_sent += chunk.size();
@@ -477,6 +479,7 @@ send_result udp_socket::send_each(const socket_address* remote, const socket_add
         return result;
       }
       // The first datagram failed for good (say, ECONNREFUSED): drop it and go on.
+      last_error_ = errno;
       ++send_errors_;
       n = 1;
     }

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace detour::cli {
@@ -131,6 +132,11 @@ public:
   /// Datagrams dropped by send errors other than a full buffer, for diagnostics.
   std::uint64_t send_errors() const noexcept { return send_errors_; }
 
+  /// The last error a receive or send met other than "would block" (errno), and clears it; 0
+  /// when none. On a connected socket an ICMP port unreachable from the peer shows here as
+  /// ECONNREFUSED: the kernel reports it once, on whichever call comes next.
+  int take_error() noexcept { return std::exchange(last_error_, 0); }
+
 private:
   udp_socket(int fd, socket_address local, bool gso) noexcept : fd_(fd), local_(local), gso_(gso) {}
   send_result send_gso(const socket_address* remote, const socket_address* local,
@@ -145,6 +151,7 @@ private:
   bool gso_ = false;
   bool connected_ = false;
   std::uint64_t send_errors_ = 0;
+  int last_error_ = 0;
 };
 
 } // namespace detour::cli

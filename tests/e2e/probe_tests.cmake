@@ -40,8 +40,20 @@ detour_probe_test("handshakes: 40 full handshakes" 127.0.0.1 0
   -- handshakes ${_probe_quick} --tasks 40 --concurrency 4 --deadline 120s --json)
 detour_probe_test("gives up in time where nothing listens (exit 1)" none 1
   -- check --handshake-timeout 1s --deadline 30s)
+# The kernel's ICMP port unreachable ends the handshake at once, with its cause, well before a
+# handshake timeout of 30 s; one line stands for the checks that need a connection.
+add_test(NAME "e2e: probe check says at once that nothing listens"
+  COMMAND bash -c [=[out=$("$0" probe check --server 127.0.0.1:9 --no-verify --handshake-timeout 30s --deadline 60s); rc=$?; echo "$out"; [[ $rc -eq 1 ]] && grep -q "connection refused: nothing listens on 127.0.0.1:9 (ICMP port unreachable)" <<<"$out" && grep -q "the other 32 checks need a connection to the server: not run" <<<"$out" && [[ $(grep -c "not run" <<<"$out") -eq 2 ]]]=]
+    $<TARGET_FILE:detour_cli>)
+set_tests_properties("e2e: probe check says at once that nothing listens"
+  PROPERTIES LABELS "e2e;probe" TIMEOUT 60)
 detour_probe_test("hold: 50 idle connections for 1 s" 127.0.0.1 0
   -- hold ${_probe_quick} --connections 50 --concurrency 8 --hold 1s --deadline 60s)
 detour_probe_test("hold fails (exit 1) when the server refuses connections past its limit"
   127.0.0.1 1 --max-connections 10 -- hold ${_probe_quick} --connections 20 --hold 1s
   --deadline 60s --json)
+# A hold longer than the run's deadline is cut by it and fails (kind deadline), as tasks do.
+detour_probe_test("hold cut by the run's deadline fails (exit 1)" 127.0.0.1 1
+  -- hold ${_probe_quick} --connections 10 --hold 30s --deadline 1s --json)
+detour_probe_test("abuse --case that matches no case is a usage error (exit 2)" none 2
+  -- abuse --case no-such-case)
