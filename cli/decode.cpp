@@ -323,6 +323,10 @@ void print_text(const report& r) {
   fmt::print("PROXY protocol v2 header, {} bytes (16 fixed + {} address + {} TLV)\n", h.size(),
              h.address_block.size(), h.tlv_block.size());
   fmt::print("  command      {}\n", command_name(h.command));
+  if (h.block_discarded)
+    fmt::print("  (the {} bytes after the fixed part are no valid address block and TLVs for "
+               "family byte {:#04x}: ignored, as the specification says for LOCAL)\n",
+               h.size() - ppv2::fixed_size, h.bytes[13]);
   fmt::print("  family       {} ({}, {}, byte {:#04x})\n", family_summary(h), family_name(h.family),
              transport_name(h.transport), h.bytes[13]);
   if (h.family == ppv2::address_family::inet || h.family == ppv2::address_family::inet6) {
@@ -431,6 +435,7 @@ void print_json(const report& r) {
   std::string hdr = fmt::format(
       "{{\"size\":{},\"command\":\"{}\",\"family\":\"{}\",\"transport\":\"{}\"", h.size(),
       command_name(h.command), family_name(h.family), transport_name(h.transport));
+  if (h.block_discarded) hdr += ",\"block_discarded\":true";
   if (h.family == ppv2::address_family::inet || h.family == ppv2::address_family::inet6)
     hdr += fmt::format(",\"source\":\"{}\",\"destination\":\"{}\"", to_text(h.source).view(),
                        to_text(h.destination).view());

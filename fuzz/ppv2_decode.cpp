@@ -2,7 +2,10 @@
 // fuzz/ppv2_decode.cpp: PROXY v2 decoding (proxy-protocol.txt section 2.2). Input: 2 bytes of
 // chunking seed (the high byte also sizes a second decoder's storage), 1 byte choosing the size
 // limit (0: the default), then the stream's bytes. The seed also chooses a split point.
-// Properties: consumed <= size; a complete header's TLV walk ends exactly at 16 + length and
+// Properties: consumed <= size; a LOCAL header whose block is not valid is complete with it
+// discarded, when the same bytes as PROXY are refused (or pass only by a CRC32C made for the
+// PROXY byte); a complete header's TLV walk
+// ends exactly at 16 + length and
 // the typed accessors agree with it; need_more counts are exact once the fixed part is in, at
 // every step; the incremental decoder, fed pieces of fuzzer-chosen sizes, two pieces split at
 // a fuzzer-chosen point, and single bytes, gives the one-shot result, stops at the header's end
@@ -19,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 using namespace detour;
 using detour::fuzz::inside;
@@ -204,8 +208,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     DETOUR_FUZZ_CHECK(h.size() == declared_size(in));
     DETOUR_FUZZ_CHECK(h.bytes.data() == in.data());
     DETOUR_FUZZ_CHECK(h.address_block.size() == ppv2::address_size(h.family));
-    DETOUR_FUZZ_CHECK(ppv2::fixed_size + h.address_block.size() + h.tlv_block.size() == h.size());
     DETOUR_FUZZ_CHECK(h.command == static_cast<ppv2::command>(in[12] & 0xF));
+    if (h.block_discarded) {
+      // Only LOCAL, only a block that is not the family's addresses and valid TLVs: nothing of
+      // it is read (AF_UNSPEC, no TLV), and a PROXY header with the same block is refused.
+      DETOUR_FUZZ_CHECK(h.command == ppv2::command::local);
+      DETOUR_FUZZ_CHECK(h.family == ppv2::address_family::unspec && h.tlv_block.empty());
+      std::vector<std::uint8_t> as_proxy(h.bytes.begin(), h.bytes.end());
+      as_proxy[12] = 0x21;
+      const auto p = ppv2::decode(as_proxy, limits);
+      // Unless a CRC32C made for the PROXY byte is what failed as LOCAL.
+      DETOUR_FUZZ_CHECK(p.failed() || (p.complete() && p.value.crc32c().has_value()));
+      break;
+    }
+    DETOUR_FUZZ_CHECK(ppv2::fixed_size + h.address_block.size() + h.tlv_block.size() == h.size());
     std::size_t walked = 0;
     for (const auto t : h.tlvs()) {
       DETOUR_FUZZ_CHECK(t.offset == ppv2::fixed_size + h.address_block.size() + walked);

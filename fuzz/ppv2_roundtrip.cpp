@@ -118,9 +118,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     DETOUR_FUZZ_CHECK(detail::crc32c_with_zeroed_field(input, at) == reference_crc32c(zeroed));
   }
 
-  // 1. decode -> encode: the same bytes.
+  // 1. decode -> encode: the same bytes (a LOCAL block the decoder discarded is not written
+  // again: the plain LOCAL header instead).
   const auto d = ppv2::decode(input, {ppv2::max_size});
-  if (d.complete()) {
+  if (d.complete() && d.value.block_discarded) {
+    std::vector<std::uint8_t> again;
+    DETOUR_FUZZ_CHECK(ppv2::encode_append(ppv2::fields_of(d.value), {}, again).ok());
+    DETOUR_FUZZ_CHECK(again.size() == ppv2::fixed_size && again[12] == 0x20 && again[13] == 0);
+  } else if (d.complete()) {
     std::vector<ppv2::tlv> tlvs;
     for (const auto t : d.value.tlvs()) tlvs.emplace_back(t.type, t.value);
     std::vector<std::uint8_t> again;

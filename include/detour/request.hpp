@@ -520,7 +520,7 @@ inline decode_result<north_request> decode_north_walk(std::span<const std::uint8
   const auto c = ppv2::detail::check_header(bytes, limits.header, scanner);
   if (c.status != decode_status::complete)
     return {c.status, c.error, 0, c.needed, c.offset, north_request{}};
-  const ppv2::header_view h = ppv2::detail::view_of(bytes.first(c.total));
+  const ppv2::header_view h = ppv2::detail::view_of(bytes.first(c.total), c.discarded);
   failure f = check_tcp_proxy(h);
   if (f.error == errc{}) f = scanner.first_failure(h);
   if (f.error != errc{}) return fail_with<north_request>(f);

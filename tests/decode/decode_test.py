@@ -270,6 +270,12 @@ expect("v1 --offset", ["--offset", "4", "--raw", "-"], 1,
        ["(decoding from byte 4 of the input)", "source       192.168.0.1:56324"],
        stdin=b"abcd" + V1)
 
+# --- LOCAL: a block that is no address block and TLVs is ignored (spec 2.2), not refused -----------
+out = expect("LOCAL with a block that is no TLV", [vector_bytes("local_block_not_tlvs").hex()], 0,
+             ["command      LOCAL", "ignored, as the specification says for LOCAL"])
+out = expect("LOCAL naming AF_INET without addresses, JSON",
+             ["--json", vector_bytes("local_inet_no_block").hex()], 0, ['"block_discarded":true'])
+
 # --- A north request whose payload the dump cuts short ---------------------------------------------
 out = expect("payload cut short", [NORTH[:-5].hex()], 1,
              ["bytes announced", "incomplete payload: 5 more bytes needed"])

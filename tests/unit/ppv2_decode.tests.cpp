@@ -3,6 +3,7 @@
 // against the annotated vectors, replayed at every split point and byte by byte, with sweeps
 // over the version/command and family bytes and one case per error.
 #include <detour/ppv2/decode.hpp>
+#include <detour/ppv2/encode.hpp>
 
 #include "support/expect.hpp"
 #include "support/string_makers.hpp"
@@ -91,6 +92,7 @@ TEST_CASE("ppv2::decode meets every vector's expectation", "[ppv2][decode][vecto
     CHECK(walked == r.value.tlv_block.size());
     // Named accessors, where the vector lists them.
     const auto& f = v.fields;
+    CHECK(r.value.block_discarded == (f.count("block_discarded") != 0));
     if (f.count("authority")) CHECK(r.value.authority() == f.at("authority"));
     if (f.count("unique_id")) {
       REQUIRE(r.value.unique_id());
@@ -233,7 +235,7 @@ TEST_CASE("ppv2::decode accepts only the listed family/transport bytes: all 256 
   }
 }
 
-TEST_CASE("ppv2::decode requires the length to cover the family's address block",
+TEST_CASE("ppv2::decode requires a PROXY header's length to cover the family's address block",
           "[ppv2][decode][spec]") {
   const auto [fam, block] = GENERATE(table<std::uint8_t, std::size_t>(
       {{0x11, 12}, {0x12, 12}, {0x21, 36}, {0x22, 36}, {0x31, 216}, {0x32, 216}}));
@@ -244,15 +246,90 @@ TEST_CASE("ppv2::decode requires the length to cover the family's address block"
     b[13] = fam;
     const exact_bytes r_in{b};
     const auto r = ppv2::decode(r_in);
-    REQUIRE(r.failed());
-    CHECK(r.error == errc::address_block_too_short);
-    CHECK(r.offset == 14);
+    if (vc == 0x21) {
+      REQUIRE(r.failed());
+      CHECK(r.error == errc::address_block_too_short);
+      CHECK(r.offset == 14);
+    } else {
+      // §2.2, LOCAL: "discard the protocol block including the family which is ignored".
+      REQUIRE(r.complete());
+      CHECK(r.consumed == 16 + block - 1);
+      CHECK(r.value.block_discarded);
+      CHECK(r.value.family == ppv2::address_family::unspec);
+      CHECK(r.value.tlvs().empty());
+    }
     b = tcp4_header(static_cast<std::uint16_t>(block), 16 + block);
     b[12] = vc;
     b[13] = fam;
     const exact_bytes ok_in{b};
-    CHECK(ppv2::decode(ok_in).complete());
+    const auto ok = ppv2::decode(ok_in);
+    REQUIRE(ok.complete());
+    CHECK_FALSE(ok.value.block_discarded);
   }
+}
+
+TEST_CASE("ppv2::decode accepts a LOCAL header whatever its block, and reads it when it can",
+          "[ppv2][decode][spec]") {
+  // LOCAL, AF_INET, length 0: no room for the family's addresses.
+  auto b = tcp4_header(0, 16);
+  b[12] = 0x20;
+  {
+    const exact_bytes in{b};
+    const auto r = ppv2::decode(in);
+    REQUIRE(r.complete());
+    CHECK(r.consumed == 16);
+    CHECK(r.value.block_discarded);
+  }
+  // LOCAL, AF_UNSPEC, two bytes that are no TLV: discarded, not tlv_truncated.
+  b = tcp4_header(2, 18);
+  b[12] = 0x20;
+  b[13] = 0x00;
+  {
+    const exact_bytes in{b};
+    const auto r = ppv2::decode(in);
+    REQUIRE(r.complete());
+    CHECK(r.consumed == 18);
+    CHECK(r.value.block_discarded);
+    // The same bytes as PROXY: refused.
+    auto p = b;
+    p[12] = 0x21;
+    const exact_bytes proxy_in{p};
+    const auto rp = ppv2::decode(proxy_in);
+    REQUIRE(rp.failed());
+    CHECK(rp.error == errc::tlv_truncated);
+  }
+  // LOCAL, AF_UNSPEC, a well-formed TLV (a health check's unique id): kept.
+  b = tcp4_header(3 + 4, 16 + 3 + 4);
+  b[12] = 0x20;
+  b[13] = 0x00;
+  const std::uint8_t uid[] = {0x05, 0x00, 0x04, 'c', 'h', 'k', '1'};
+  std::copy(std::begin(uid), std::end(uid), b.begin() + 16);
+  {
+    const exact_bytes in{b};
+    const auto r = ppv2::decode(in);
+    REQUIRE(r.complete());
+    CHECK_FALSE(r.value.block_discarded);
+    REQUIRE(r.value.unique_id());
+    CHECK(ppv2::as_text(*r.value.unique_id()) == "chk1");
+  }
+  // The incremental decoder, a byte at a time, agrees.
+  b = tcp4_header(2, 18);
+  b[12] = 0x20;
+  b[13] = 0x00;
+  std::array<std::uint8_t, 64> storage{};
+  ppv2::decoder d(storage);
+  decode_result<ppv2::header_view> last;
+  for (const std::uint8_t byte : b) last = d.feed({&byte, 1});
+  REQUIRE(last.complete());
+  CHECK(last.value.block_discarded);
+  // An encoder never writes such a block.
+  ppv2::header_fields f;
+  f.command = ppv2::command::local;
+  std::array<std::uint8_t, 256> out{};
+  const std::uint8_t bad_uid[129] = {};
+  const ppv2::tlv too_long{0x05, std::span<const std::uint8_t>(bad_uid)};
+  const auto e = ppv2::encode(f, {too_long}, out);
+  CHECK(e.error == errc::unique_id_too_long);
 }
 
 TEST_CASE("ppv2::decode skips a LOCAL header's address block by its declared length",

@@ -79,6 +79,14 @@ TEST_CASE("ppv2::encode re-creates every decodable vector byte for byte",
     std::vector<ppv2::tlv> tlvs;
     for (const auto t : d.value.tlvs()) tlvs.emplace_back(t.type, t.value);
     const auto again = encode_to_vector(ppv2::fields_of(d.value), tlvs);
+    if (d.value.block_discarded) {
+      // A LOCAL block the decoder ignored is not written again: what is left is the plain
+      // LOCAL header a sender should send (AF_UNSPEC, length 0).
+      bytes plain(v.bytes.begin(), v.bytes.begin() + 12);
+      plain.insert(plain.end(), {0x20, 0x00, 0x00, 0x00});
+      CHECK(again == plain);
+      continue;
+    }
     CHECK(again ==
           bytes(v.bytes.begin(), v.bytes.begin() + static_cast<std::ptrdiff_t>(d.consumed)));
   }

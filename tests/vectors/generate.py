@@ -242,6 +242,12 @@ vec("local_unspec", "LOCAL over AF_UNSPEC with no address: what a proxy sends fo
 vec("local_inet_block_skipped", "LOCAL with a TCP4 address block and a TLV: still skipped by the declared length",
     fixed(ver_cmd=0x20, fam=0x11) + tcp4("127.0.0.1", 1, "127.0.0.2", 2) + tlv(0x04, b"", "NOOP"),
     "complete 31", "error not_proxy_command 12")
+vec("local_inet_no_block", "LOCAL naming AF_INET with no address block: the family is ignored, the header accepted",
+    fixed(ver_cmd=0x20, fam=0x11), "complete 16", "error not_proxy_command 12",
+    ["block_discarded = true"])
+vec("local_block_not_tlvs", "LOCAL over AF_UNSPEC with two bytes that are no TLV: discarded, not refused",
+    fixed(ver_cmd=0x20, fam=0x00) + raw(b"\x01\x02", "not a TLV (3 bytes at least)"),
+    "complete 18", "error not_proxy_command 12", ["block_discarded = true"])
 vec("proxy_unspec_authority", "PROXY over AF_UNSPEC: no address block, TLVs right after the fixed part",
     fixed(fam=0x00) + tlv(0x02, "example.com", "PP2_TYPE_AUTHORITY"),
     "complete 30", "error not_tcp 13")

@@ -108,6 +108,9 @@ struct header_check {
   std::size_t offset = 0;
   std::size_t needed = 0; ///< need_more: bytes missing (up to the fixed part, or exact)
   std::size_t total = 0;  ///< complete: the header's size, 16 + length
+  /// complete, LOCAL only: the block after the fixed part is not the family's addresses and
+  /// valid TLVs, so it is ignored (§2.2), not refused.
+  bool discarded = false;
 };
 
 constexpr header_check check_failed(errc e, std::size_t at) noexcept {
@@ -151,9 +154,10 @@ constexpr header_check check_fixed_part(std::span<const std::uint8_t> bytes,
   if (n < fixed_size) return check_needs(fixed_size - n);
 
   const std::size_t length = ::detour::detail::load_be16(bytes.data() + 14);
-  // §2.2: the address block must fit in the declared length, for LOCAL too ("receivers MUST
-  // always consider this field to skip the appropriate number of bytes").
-  if (length < address_size(static_cast<address_family>(family_nibble)))
+  // §2.2: the address block must fit in the declared length. Not for LOCAL, whose receiver
+  // "must ... discard the protocol block including the family which is ignored" (check_tlvs).
+  const bool local = (ver_cmd & 0xF) == 0;
+  if (!local && length < address_size(static_cast<address_family>(family_nibble)))
     return check_failed(errc::address_block_too_short, 14);
   if (fixed_size + length > limits.max_header_size) return check_failed(errc::header_too_large, 14);
   return {decode_status::complete, errc{}, 0, 0, fixed_size + length};
@@ -163,7 +167,7 @@ constexpr header_check check_fixed_part(std::span<const std::uint8_t> bytes,
 /// accepted (`header` is exactly its 16 + length bytes): the TLV walk, calling
 /// `on_tlv(type, offset, length)` for each TLV as the walk validates it, then the CRC32C.
 template <class OnTlv>
-constexpr header_check check_tlvs(std::span<const std::uint8_t> header, OnTlv&& on_tlv) noexcept {
+constexpr header_check walk_tlvs(std::span<const std::uint8_t> header, OnTlv&& on_tlv) noexcept {
   const std::uint8_t* p = header.data();
   const std::size_t total = header.size();
 
@@ -218,6 +222,27 @@ constexpr header_check check_tlvs(std::span<const std::uint8_t> header, OnTlv&& 
   return {decode_status::complete, errc{}, 0, 0, total};
 }
 
+/// The checks after the fixed part (see walk_tlvs). §2.2, LOCAL: the receiver "must accept this
+/// connection as valid ... and discard the protocol block including the family which is
+/// ignored". A LOCAL block that reads as the family's addresses and valid TLVs is kept (a
+/// health check may carry TLVs); any other is discarded, never refused, and `on_tlv` sees none
+/// of it.
+template <class OnTlv>
+constexpr header_check check_tlvs(std::span<const std::uint8_t> header, OnTlv&& on_tlv) noexcept {
+  if ((header[12] & 0xF) != 0) return walk_tlvs(header, on_tlv);
+  header_check kept{decode_status::complete, errc{}, 0, 0, header.size(), false};
+  if (header.size() >= fixed_size + address_size(static_cast<address_family>(header[13] >> 4))) {
+    const header_check walked = walk_tlvs(header, ignore_tlvs{});
+    if (walked.status == decode_status::complete) {
+      if constexpr (!std::is_same_v<std::remove_cvref_t<OnTlv>, ignore_tlvs>)
+        (void)walk_tlvs(header, on_tlv);
+      return kept;
+    }
+  }
+  kept.discarded = true;
+  return kept;
+}
+
 /// Every check of decode(), in its order, calling `on_tlv(type, offset, length)` for each TLV
 /// as the walk validates it, so that a layer above can read the TLVs it cares about in the
 /// same pass (the outcome stays decode()'s, whatever the visitor does).
@@ -231,7 +256,21 @@ constexpr header_check check_header(std::span<const std::uint8_t> bytes,
 }
 
 /// The view of a header that check_header() accepted; `header` is exactly its bytes.
-constexpr header_view view_of(std::span<const std::uint8_t> header) noexcept {
+constexpr header_view view_of(std::span<const std::uint8_t> header,
+                              bool discarded = false) noexcept {
+  if (discarded) {
+    // The family is ignored with the block: no addresses, no TLVs.
+    header_view v{command::local,
+                  address_family::unspec,
+                  transport::unspec,
+                  {},
+                  {},
+                  header,
+                  header.subspan(fixed_size, 0),
+                  header.subspan(fixed_size, 0)};
+    v.block_discarded = true;
+    return v;
+  }
   const auto family = static_cast<address_family>(header[13] >> 4);
   const std::size_t addr_size = address_size(family);
   const std::uint8_t* a = header.data() + fixed_size;
@@ -251,7 +290,7 @@ constexpr decode_result<header_view> result_of(const header_check& c,
                                                std::span<const std::uint8_t> bytes) noexcept {
   using result = decode_result<header_view>;
   if (c.status == decode_status::complete)
-    return result{c.status, errc{}, c.total, 0, 0, view_of(bytes.first(c.total))};
+    return result{c.status, errc{}, c.total, 0, 0, view_of(bytes.first(c.total), c.discarded)};
   return result{c.status, c.error, 0, c.needed, c.offset, header_view{}};
 }
 

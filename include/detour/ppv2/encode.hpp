@@ -193,9 +193,15 @@ constexpr encode_result encode(const header_fields& f, std::span<const tlv> tlvs
   if (crc_field != 0)
     ::detour::detail::store_be32(out.data() + crc_field, ::detour::detail::crc32c(header));
 
-  // The decoder's checks are the definition of a valid header: refuse what it would refuse.
+  // The decoder's checks are the definition of a valid header: refuse what it would refuse,
+  // and for LOCAL what it would only discard (a receiver ignores such a block; we never write
+  // one).
   const auto check = decode(header, decode_limits{max_size});
   if (!check.complete()) return {check.error, 0};
+  if (check.value.block_discarded) {
+    const auto walked = detail::walk_tlvs(header, detail::ignore_tlvs{});
+    return {walked.error != errc{} ? walked.error : errc::address_block_too_short, 0};
+  }
   return {errc{}, total};
 }
 

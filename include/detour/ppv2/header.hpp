@@ -330,6 +330,10 @@ struct header_view {
   std::span<const std::uint8_t> address_block;
   /// The TLV block, from the end of the address block to the end of the header.
   std::span<const std::uint8_t> tlv_block;
+  /// LOCAL only: the bytes after the fixed part were not the family's addresses and valid TLVs,
+  /// and are ignored as §2.2 says ("discard the protocol block including the family"): the view
+  /// then reads AF_UNSPEC with no address and no TLV; `bytes` still covers them all.
+  bool block_discarded = false;
 
   /// Total size of the header on the wire.
   std::size_t size() const noexcept { return bytes.size(); }
