@@ -114,7 +114,8 @@ constexpr void append_ip(address_text& t, const ip_address& ip) noexcept {
     return;
   }
   unsigned groups[8]{};
-  for (int i = 0; i < 8; ++i) groups[i] = (unsigned{ip.octets[2 * i]} << 8) | ip.octets[2 * i + 1];
+  for (std::size_t i = 0; i < 8; ++i)
+    groups[i] = (unsigned{ip.octets[2 * i]} << 8) | ip.octets[2 * i + 1];
   // RFC 5952 section 5: IPv4-mapped addresses (::ffff:0:0/96) end in dotted decimal.
   const bool mapped = groups[0] == 0 && groups[1] == 0 && groups[2] == 0 && groups[3] == 0 &&
                       groups[4] == 0 && groups[5] == 0xFFFF;

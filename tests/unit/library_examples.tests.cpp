@@ -57,7 +57,10 @@ std::string describe_north(std::span<const std::uint8_t> received) {
 // `storage` and leaves the rest of each piece to us.
 struct stream_reader {
   std::array<std::uint8_t, 4096> storage{}; // at least decode_limits::max_header_size
-  detour::ppv2::decoder decoder{storage};
+  detour::ppv2::decoder decoder{storage};   // points into `storage`: the two stay together
+  stream_reader() = default;
+  stream_reader(const stream_reader&) = delete; // a copy's decoder would point at our storage
+  stream_reader& operator=(const stream_reader&) = delete;
 
   /// Returns the bytes of `piece` that follow the header (payload or relay data).
   std::span<const std::uint8_t> on_bytes(std::span<const std::uint8_t> piece,

@@ -12,8 +12,10 @@
 
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <system_error>
+#include <thread>
 
 using detour::posix::poller;
 using detour::posix::tcp_listener;
@@ -195,4 +197,24 @@ TEST_CASE("tcp_listener and connect refuse what is not a numeric address", "[tcp
   CHECK_FALSE(l.is_open());
   CHECK_FALSE(detour::posix::connect("not an address", 1, ec));
   CHECK(ec == std::errc::invalid_argument);
+}
+
+TEST_CASE("poller waits for the event under a timeout longer than poll(2) takes",
+          "[tcp_stream][posix][poller]") {
+  auto pair = connect_pair("127.0.0.1");
+  REQUIRE(pair);
+  // 2^32 + 1 ms: cut to an int as it was, the wait lasted 1 ms and saw nothing.
+  const std::chrono::milliseconds long_wait{(std::int64_t{1} << 32) + 1};
+  std::thread late([&] {
+    std::this_thread::sleep_for(50ms); // the data comes after a moment, not before the wait
+    const std::uint8_t byte = 'x';
+    (void)pair->client.write_some({&byte, 1});
+  });
+  poller p;
+  std::error_code ec;
+  std::array<tcp_stream*, 1> streams{&pair->server};
+  const auto r = p.wait(streams, nullptr, long_wait, ec);
+  late.join();
+  CHECK_FALSE(ec);
+  CHECK(r.ready == 1);
 }

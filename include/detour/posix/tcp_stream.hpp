@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <span>
 #include <system_error>
@@ -380,9 +381,14 @@ public:
     if (listener && listener->is_open())
       fds_.push_back(::pollfd{listener->native_handle(), POLLIN, 0});
     poll_result r;
+    // poll(2) takes an int: a longer timeout waits the longest it can, a negative one forever.
+    const int ms = timeout.count() < 0 ? -1
+                   : timeout.count() > std::numeric_limits<int>::max()
+                       ? std::numeric_limits<int>::max()
+                       : static_cast<int>(timeout.count());
     int n;
     do {
-      n = ::poll(fds_.data(), fds_.size(), static_cast<int>(timeout.count()));
+      n = ::poll(fds_.data(), fds_.size(), ms);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
       ec = std::error_code(errno, std::generic_category());
