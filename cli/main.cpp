@@ -33,7 +33,9 @@ void usage(std::FILE* out) {
                   "\n"
                   "commands:\n");
   for (const auto& c : commands) fmt::print(out, "  {:<10} {}\n", c.name, c.summary);
-  fmt::print(out, "\nRun `detour <command> --help` for the options of one command.\n");
+  fmt::print(out,
+             "\nRun `detour <command> --help` (or `detour help <command>`) for the options of\n"
+             "one command.\n");
 }
 
 } // namespace
@@ -47,6 +49,19 @@ int main(int argc, char** argv) {
   }
   const std::string_view name = argv[1];
   if (name == "-h" || name == "--help" || name == "help") {
+    // `detour help serve` is `detour serve --help`.
+    if (name == "help" && argc > 2) {
+      for (const auto& c : commands) {
+        if (c.name == std::string_view(argv[2])) {
+          static char help_arg[] = "--help";
+          static char* const help_args[] = {help_arg};
+          return c.run(args(help_args, 1));
+        }
+      }
+      fmt::print(stderr, "detour: unknown command '{}'\n\n", argv[2]);
+      usage(stderr);
+      return 2;
+    }
     usage(stdout);
     return 0;
   }

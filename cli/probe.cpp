@@ -176,8 +176,24 @@ parsed parse(args a) {
       o.tls.private_key_file = r.value();
     } else if (r.is("--alpn")) {
       o.tls.alpn = split_list(r.value());
+      if (o.tls.alpn.empty()) throw usage_error("--alpn needs at least one name (NAME[,NAME...])");
     } else if (r.is("--tls-ciphers")) {
       o.tls.cipher_suites = r.value();
+      // Checked here, so a typo is a usage error (2), not a failure to set up TLS (3).
+      std::string_view rest = o.tls.cipher_suites;
+      if (rest.empty()) throw usage_error("--tls-ciphers needs at least one suite");
+      while (true) {
+        const std::size_t colon = rest.find(':');
+        const std::string_view suite = rest.substr(0, colon);
+        if (suite != "TLS13-AES128-GCM-SHA256" && suite != "TLS13-AES256-GCM-SHA384" &&
+            suite != "TLS13-CHACHA20-POLY1305-SHA256") {
+          throw usage_error("--tls-ciphers: unknown suite '" + std::string(suite) +
+                            "' (TLS13-AES128-GCM-SHA256, TLS13-AES256-GCM-SHA384 or "
+                            "TLS13-CHACHA20-POLY1305-SHA256, separated by ':')");
+        }
+        if (colon == std::string_view::npos) break;
+        rest.remove_prefix(colon + 1);
+      }
     } else if (r.is("--no-verify")) {
       r.flag();
       o.tls.verify_server = false;
@@ -219,6 +235,8 @@ parsed parse(args a) {
       o.pool.stream_open_timeout = parse_duration(r.name(), r.value());
     } else if (r.is("--deadline")) {
       o.deadline = parse_duration(r.name(), r.value());
+      if (o.deadline == 0)
+        throw usage_error("--deadline must be above 0 (leave it out for the default)");
     } else if (r.is("--seed")) {
       o.seed = r.number(0, UINT64_MAX);
     } else if (r.is("--json")) {

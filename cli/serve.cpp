@@ -172,7 +172,9 @@ bool parse_options(args a, serve_config& cfg) {
     } else if (r.is("--client-ca")) {
       cfg.client_ca_file = r.value();
     } else if (r.is("--alpn")) {
-      for (auto& n : split_list(r.value())) cfg.alpn.push_back(std::move(n));
+      auto names = split_list(r.value());
+      if (names.empty()) throw usage_error("--alpn needs at least one name (NAME[,NAME...])");
+      for (auto& n : names) cfg.alpn.push_back(std::move(n));
     } else if (r.is("--action")) {
       const std::string_view v = r.value();
       if (v == "continue") {

@@ -189,6 +189,51 @@ TEST_CASE("serve's g3proxy snippet names the bound port and an address the certi
   }
 }
 
+TEST_CASE("detour help COMMAND prints that command's help", "[e2e][options]") {
+  const auto run = [](const std::string& args, int& status) {
+    FILE* p = ::popen((detour_binary() + " " + args + " 2>&1").c_str(), "r");
+    REQUIRE(p);
+    std::string out;
+    std::array<char, 512> buf{};
+    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+    status = WEXITSTATUS(::pclose(p));
+    return out;
+  };
+  int st = -1;
+  for (const char* c : {"serve", "probe", "cert", "decode"}) {
+    INFO(c);
+    const std::string out = run(std::string("help ") + c, st);
+    CHECK(st == 0);
+    CHECK(out.rfind(std::string("usage: detour ") + c, 0) == 0);
+    CHECK(out == run(std::string(c) + " --help", st));
+  }
+  const std::string unknown = run("help frobnicate", st);
+  CHECK(st == 2);
+  CHECK(unknown.find("unknown command 'frobnicate'") != std::string::npos);
+  CHECK(run("help", st).rfind("usage: detour <command>", 0) == 0);
+  CHECK(st == 0);
+}
+
+TEST_CASE("probe refuses bad option values as usage errors naming them", "[e2e][options]") {
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--alpn", ",,"},
+        {"--tls-ciphers", "TLS13-AES128-GCM-SHA256:TLS13-FOO"},
+        {"--tls-ciphers", "''"},
+        {"--deadline", "0"}}) {
+    INFO(bad.front() << " " << bad.back());
+    std::string cmd = detour_binary() + " probe check --server 127.0.0.1:9";
+    for (const auto& a : bad) cmd += " " + a;
+    FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+    REQUIRE(p);
+    std::string out;
+    std::array<char, 512> buf{};
+    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+    CHECK(WEXITSTATUS(::pclose(p)) == 2); // not 3 (could not run), not a check that failed
+    CHECK(out.find(bad.front()) != std::string::npos);
+    CHECK(out.find("check:") == std::string::npos); // refused before any check ran
+  }
+}
+
 TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options]") {
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{"--action", "maybe"},
@@ -202,6 +247,7 @@ TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options
         {"--header-timeout", "0"},
         {"--pair-timeout", "500ms"},
         {"--summary-interval", "1ms"},
+        {"--alpn", ",,"},
         {"--listen", "127.0.0.1:2888", "--listen", "127.0.0.1:2888"},
         {"--bogus"}}) {
     INFO(bad.front());
