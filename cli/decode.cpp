@@ -33,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace detour::cli {
@@ -308,6 +309,25 @@ std::size_t payload_missing(const report& r) {
   return want > have ? want - have : 0;
 }
 
+/// The detour TLVs a header lacks: a north request needs E0, E3, E4, E5 and E6, a south hello
+/// E5 (any of the others makes it a north request). A list for text or for JSON.
+std::string missing_detour_tlvs(const ppv2::header_view& h, bool json) {
+  bool has[7] = {};
+  for (const auto t : h.tlvs())
+    if (t.type >= 0xE0 && t.type <= 0xE6) has[t.type - 0xE0] = true;
+  const bool north = has[0] || has[2] || has[3] || has[4] || has[6];
+  static constexpr std::pair<int, std::string_view> required[] = {
+      {0, "upstream"}, {3, "task id"}, {4, "protocol"}, {5, "match id"}, {6, "payload length"}};
+  std::string out;
+  for (const auto& [i, name] : required) {
+    if (has[i] || (!north && i != 5)) continue;
+    if (!out.empty()) out += json ? "," : ", ";
+    out +=
+        json ? fmt::format("\"{:#04x}\"", 0xE0 + i) : fmt::format("{:#04x} ({})", 0xE0 + i, name);
+  }
+  return json ? "[" + out + "]" : out;
+}
+
 void print_error_text(std::string_view what, errc e, std::size_t offset, std::size_t skipped) {
   fmt::print("{}: {} ({}) at byte {}", what, make_error_code(e).message(), errc_name(e), offset);
   if (skipped != 0) fmt::print(" (byte {} of the input)", offset + skipped);
@@ -358,6 +378,8 @@ void print_text(const report& r) {
   const auto& d = *r.detour;
   if (d.failed()) {
     print_error_text("malformed detour header", d.error, d.offset, r.skipped);
+    if (d.error == errc::missing_required_tlv)
+      fmt::print("  missing: {}\n", missing_detour_tlvs(h, false));
     return;
   }
   const auto payload_all = r.input.subspan(h.size());
@@ -479,7 +501,12 @@ void print_json(const report& r) {
   const auto& d = *r.detour;
   if (d.failed()) {
     field("status", "\"error\"");
-    field("detour", error_object(d.error, d.offset));
+    std::string e = error_object(d.error, d.offset);
+    if (d.error == errc::missing_required_tlv) {
+      e.pop_back(); // the closing brace
+      e += ",\"missing\":" + missing_detour_tlvs(h, true) + "}";
+    }
+    field("detour", e);
     fmt::print("{}}}\n", out);
     return;
   }
@@ -677,6 +704,8 @@ int run_decode(args a) {
       if (!n) return usage_error(fmt::format("{} needs a number", arg));
       if (arg == "--offset")
         opt.offset = *n;
+      else if (arg == "--max-header" && *n < ppv2::fixed_size)
+        return usage_error("--max-header is at least 16 (the fixed part of every header)");
       else if (arg == "--max-header")
         opt.limits.header.max_header_size = *n;
       else if (*n > 0xFFFFFFFFu)
@@ -694,6 +723,8 @@ int run_decode(args a) {
   if (sources == 0)
     return usage_error(
         "give the bytes as HEX arguments, with --file PATH, or - for standard input");
+  if (opt.raw && !opt.hex_args.empty())
+    return usage_error("--raw is for --file or - (standard input): arguments are always hex");
   if (sources > 1)
     return usage_error("give the bytes one way only: HEX arguments, --file PATH or - (standard "
                        "input), not several");

@@ -276,6 +276,15 @@ out = expect("LOCAL with a block that is no TLV", [vector_bytes("local_block_not
 out = expect("LOCAL naming AF_INET without addresses, JSON",
              ["--json", vector_bytes("local_inet_no_block").hex()], 0, ['"block_discarded":true'])
 
+# --- A detour header without one of its TLVs: which one ---------------------------------------------
+expect("a north request without its protocol", [vector_bytes("north_err_no_protocol").hex()], 1,
+       ["(missing_required_tlv)", "missing: 0xe4 (protocol)"])
+out = expect("the same, JSON", ["--json", vector_bytes("north_err_no_protocol").hex()], 1)
+try:
+    check("missing TLVs in JSON", json.loads(out)["detour"]["missing"] == ["0xe4"], out)
+except (ValueError, KeyError) as e:
+    check("missing TLVs in JSON", False, f"{e}: {out}")
+
 # --- A north request whose payload the dump cuts short ---------------------------------------------
 out = expect("payload cut short", [NORTH[:-5].hex()], 1,
              ["bytes announced", "incomplete payload: 5 more bytes needed"])
@@ -291,6 +300,9 @@ expect("whole payload", [NORTH.hex()], 0, absent=["incomplete"])
 expect("no input", [], 2, ["give the bytes"])
 expect("two inputs", ["-", "0d0a"], 2, ["give the bytes one way only"])
 expect("two files", ["--file", "a", "--file", "b"], 2, ["one --file at a time"])
+expect("--max-header below the fixed part", ["--max-header", "0", G3_TCP4], 2,
+       ["--max-header is at least 16"])
+expect("--raw with hex arguments", ["--raw", G3_TCP4], 2, ["--raw is for --file or -"])
 with tempfile.TemporaryDirectory() as tmp:
     expect("a directory for --file", ["--file", tmp], 2, ["it is a directory"])
 expect("a missing file", ["--file", "/nonexistent/x"], 2, ["No such file or directory"])
