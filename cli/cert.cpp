@@ -200,7 +200,9 @@ int run_cert(args a) {
     for (const auto& ip : names.ip) sans += (sans.empty() ? "IP:" : ", IP:") + ip;
     for (const auto& d : names.dns) sans += (sans.empty() ? "DNS:" : ", DNS:") + d;
     fmt::print("  server names        {}\n", sans);
-    fmt::print("\nrun: detour serve --cert {} --key {} --client-ca {}\n",
+    fmt::print("\nrun: detour serve --cert {} --key {}\n"
+               "     and add --client-ca {} to accept only clients with a certificate of this\n"
+               "     CA (g3proxy's tls_client certificate and private_key: the client files)\n",
                paths.server_certificate.string(), paths.server_key.string(),
                paths.ca_certificate.string());
     return 0;

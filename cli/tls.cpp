@@ -344,6 +344,18 @@ tls_context tls_context::server(const tls_server_config& config) {
         WOLFSSL_SUCCESS) {
       fail("cannot load the client CA file " + config.client_ca_file);
     }
+    // A leaf here (say server.pem for ca.pem) loads, and then every client is refused.
+    if (WOLFSSL_X509* x = wolfSSL_X509_load_certificate_file(config.client_ca_file.c_str(),
+                                                             WOLFSSL_FILETYPE_PEM)) {
+      const bool ca = wolfSSL_X509_get_isCA(x) == 1;
+      wolfSSL_X509_free(x);
+      if (!ca) {
+        throw tls_error("the client CA file " + config.client_ca_file +
+                        " starts with a certificate that is not a CA (no basicConstraints "
+                        "CA:TRUE): give the CA that issued g3proxy's client certificate, such "
+                        "as the ca.pem of a `detour cert` folder");
+      }
+    }
     wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                            nullptr);
     st->identities.emplace(config.remembered_identities);

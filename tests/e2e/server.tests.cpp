@@ -10,7 +10,9 @@
 
 #include <ngtcp2/ngtcp2.h>
 
+#include <array>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 
@@ -239,6 +241,24 @@ TEST_CASE("serve warns about a certificate near its end at start and on each rel
   }
   CHECK(srv.find_lines({"server.reloaded"}).size() == 2);
   CHECK(srv.find_lines({"server.cert_expires_soon"}).size() == 2);
+}
+
+TEST_CASE("serve refuses a --client-ca that is not a CA certificate", "[e2e][tls][mtls]") {
+  temp_dir certs;
+  make_certs(certs.path);
+  // server.pem where ca.pem belongs: it loads, and every client would then be refused.
+  const std::string cmd = "timeout 20 " + detour_binary() + " serve --listen 127.0.0.1:0 --cert " +
+                          (certs.path / "server.pem").string() + " --key " +
+                          (certs.path / "server.key").string() + " --client-ca " +
+                          (certs.path / "server.pem").string() + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  std::array<char, 512> buf{};
+  while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+  CHECK(WEXITSTATUS(::pclose(p)) == 1);
+  CHECK(out.find("server.failed") != std::string::npos);
+  CHECK(out.find("is not a CA") != std::string::npos);
 }
 
 TEST_CASE("serve listens on IPv6 and IPv4 at once", "[e2e][quic][ipv6]") {
