@@ -101,7 +101,7 @@ void write_failures(json_writer& j, const tally& t) {
 }
 
 void write_pool(json_writer& j, const pool_stats& s) {
-  j.key("connections")
+  j.key("pool")
       .begin_object()
       .field("opened", s.connections_opened)
       .field("handshakes", s.handshakes)
@@ -171,10 +171,17 @@ int run_load(probe_context& ctx) {
   } else {
     fmt::print("  passed      {} / {}\n", t.passed, o.tasks);
     fmt::print("  rate        {:.1f} tasks/s over {}\n", rate, human_duration(elapsed));
-    fmt::print("  latency     p50 {}  p99 {}  max {}\n", human_duration(lat.p50),
-               human_duration(lat.p99), human_duration(lat.max));
-    fmt::print("  answer      p50 {}  p99 {}  max {}  (open to the 4-byte answer)\n",
-               human_duration(ans.p50), human_duration(ans.p99), human_duration(ans.max));
+    // Percentiles of nothing would read as 0 us: say there is nothing to measure.
+    if (lat.count == 0)
+      fmt::print("  latency     none: no task passed\n");
+    else
+      fmt::print("  latency     p50 {}  p99 {}  max {}\n", human_duration(lat.p50),
+                 human_duration(lat.p99), human_duration(lat.max));
+    if (ans.count == 0)
+      fmt::print("  answer      none: no answer arrived\n");
+    else
+      fmt::print("  answer      p50 {}  p99 {}  max {}  (open to the 4-byte answer)\n",
+                 human_duration(ans.p50), human_duration(ans.p99), human_duration(ans.max));
     fmt::print("  throughput  client->remote {:.3f} Gbit/s  remote->client {:.3f} Gbit/s "
                "(verified echo)\n",
                gbits(t.north_bytes, elapsed), gbits(t.south_bytes, elapsed));
@@ -275,6 +282,7 @@ int run_handshakes(probe_context& ctx) {
   pool_config pc = o.pool;
   pc.connections = o.concurrency; // one task per connection, `concurrency` at once
   pc.reuse_limit = 1;
+  pc.dial_on_demand = true; // exactly one connection per task, none kept in reserve
   client_pool pool(ctx.loop, ctx.tls, pc, ctx.log);
   if (!o.json) {
     fmt::print("handshakes: {} connections, {} at once, one {} task of {} each way each, against "
@@ -322,8 +330,11 @@ int run_handshakes(probe_context& ctx) {
     fmt::print("  handshakes  {} completed ({} resumed), {} failed\n", ps.handshakes, ps.resumed,
                ps.connect_failures);
     fmt::print("  rate        {:.1f} connections/s over {}\n", rate, human_duration(elapsed));
-    fmt::print("  handshake   p50 {}  p99 {}  max {}\n", human_duration(hs.p50),
-               human_duration(hs.p99), human_duration(hs.max));
+    if (hs.count == 0)
+      fmt::print("  handshake   none completed\n");
+    else
+      fmt::print("  handshake   p50 {}  p99 {}  max {}\n", human_duration(hs.p50),
+                 human_duration(hs.p99), human_duration(hs.max));
     fmt::print("  task        p50 {}  p99 {}  max {}  ({} passed)\n", human_duration(lat.p50),
                human_duration(lat.p99), human_duration(lat.max), t.passed);
     fmt::print("  client cpu  {:.2f} s\n", cpu);

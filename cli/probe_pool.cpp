@@ -233,14 +233,23 @@ void client_pool::dispatch() {
                    fmt::format("{} connection attempts failed in a row, the last: {}",
                                connect_failures_in_row_, stats_.last_connect_error));
     }
-    std::size_t live = 0, connecting = 0;
+    std::size_t live = 0, connecting = 0, free_now = 0;
     for (const auto& c : connections_) {
       if (c.dedicated || c.quic->closed() || c.retiring) continue;
       ++live;
-      if (!c.quic->established()) ++connecting;
+      if (!c.quic->established())
+        ++connecting;
+      else if (c.active == 0 && c.tasks_started < config_.reuse_limit)
+        ++free_now;
     }
-    const std::size_t target =
-        unreachable ? (connecting == 0 ? live + 1 : live) : config_.connections;
+    std::size_t target = unreachable ? (connecting == 0 ? live + 1 : live) : config_.connections;
+    if (config_.dial_on_demand && !unreachable) {
+      // One new connection per waiting task that no open or opening connection will take.
+      const auto waiting = static_cast<std::size_t>(std::count_if(
+          pending_.begin(), pending_.end(), [](const pending_task& p) { return !p.target; }));
+      const std::size_t covered = connecting + free_now;
+      target = std::min(target, live + (waiting > covered ? waiting - covered : 0));
+    }
     for (; live < target; ++live) {
       try {
         open_connection(false);

@@ -38,6 +38,9 @@ struct pool_config {
   /// server's return; the next completed handshake ends that state. Three rides out a lost
   /// packet or two without mistaking them for an outage.
   std::size_t max_connect_failures = 3;
+  /// Open a connection only for a task waiting for one (at most `connections` at once), never
+  /// to keep the pool full: `probe handshakes` then makes exactly one connection per task.
+  bool dial_on_demand = false;
 };
 
 /// Counters of a pool's life.

@@ -214,6 +214,24 @@ TEST_CASE("detour help COMMAND prints that command's help", "[e2e][options]") {
   CHECK(st == 0);
 }
 
+TEST_CASE("probe handshakes makes exactly one connection per task", "[e2e][probe]") {
+  server_process srv;
+  const std::string cmd = detour_binary() + " probe handshakes --server " +
+                          srv.address().to_string() + " --ca " + srv.ca_file().string() +
+                          " --tasks 40 --concurrency 8 --json";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
+  CHECK(WEXITSTATUS(::pclose(p)) == 0);
+  INFO(out);
+  // Not a spare connection kept open for a task that never comes.
+  CHECK(out.find("\"handshakes\":40,") != std::string::npos);
+  CHECK(out.find("\"pool\":{\"opened\":40,") != std::string::npos);
+  CHECK(srv.find_lines({"conn.open"}).size() == 40);
+}
+
 TEST_CASE("probe refuses bad option values as usage errors naming them", "[e2e][options]") {
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{"--alpn", ",,"},
