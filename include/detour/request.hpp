@@ -175,8 +175,22 @@ struct north_request {
   std::uint32_t payload_length = 0;              ///< E6: payload bytes after the header
   std::size_t header_size = 0;                   ///< bytes of the PROXY header (when decoded)
 
-  /// Field by field; the views compare the text they show, not where it lies.
-  friend constexpr bool operator==(const north_request&, const north_request&) = default;
+  /// E4 as it goes on the wire: `protocol_name`, or the name of `protocol` when that is empty
+  /// (what the encoder writes).
+  constexpr std::string_view wire_protocol() const noexcept {
+    return protocol_name.empty() ? to_string(protocol) : protocol_name;
+  }
+
+  /// Equal when they make the same header: addresses, E0 text, E2, E3, E4 as written, E5, E6.
+  /// Not compared: header_size (a fact of one decoding) and what is derived from the text
+  /// (upstream host and port, the protocol_kind), so a request encoded and decoded again equals
+  /// the one it was built from. The views compare the text they show, not where it lies.
+  friend constexpr bool operator==(const north_request& a, const north_request& b) noexcept {
+    return a.client == b.client && a.proxy == b.proxy && a.upstream.text == b.upstream.text &&
+           a.username == b.username && a.task_id == b.task_id &&
+           a.wire_protocol() == b.wire_protocol() && a.match_id == b.match_id &&
+           a.payload_length == b.payload_length;
+  }
 };
 
 /// A south hello: the header g3proxy sends on a task's south stream after a "continue" answer,
@@ -187,7 +201,11 @@ struct south_hello {
   std::uint16_t match_id = 0;  ///< E5
   std::size_t header_size = 0; ///< bytes of the PROXY header (when decoded)
 
-  friend constexpr bool operator==(const south_hello&, const south_hello&) = default;
+  /// Equal when they make the same header (header_size, a fact of one decoding, is not
+  /// compared).
+  friend constexpr bool operator==(const south_hello& a, const south_hello& b) noexcept {
+    return a.client == b.client && a.proxy == b.proxy && a.match_id == b.match_id;
+  }
 };
 
 /// Which half of a task a stream header opens.
@@ -639,8 +657,7 @@ inline encode_result encode_north_request(const north_request& r,
   std::array<std::uint8_t, 4> length{};
   detail::store_be16(match.data(), r.match_id);
   detail::store_be32(length.data(), r.payload_length);
-  const std::string_view protocol =
-      r.protocol_name.empty() ? to_string(r.protocol) : r.protocol_name;
+  const std::string_view protocol = r.wire_protocol();
   std::array<ppv2::tlv, 6> tlvs{};
   std::size_t n = 0;
   if (r.username) tlvs[n++] = {tlv_type::username, *r.username};

@@ -176,26 +176,52 @@ TEST_CASE("decode_stream_header agrees with decode then parse_stream_header",
   }
 }
 
-TEST_CASE("north requests and south hellos compare field by field, views by their text",
+TEST_CASE("north requests and south hellos compare by the header they make, views by their text",
           "[request]") {
   const std::string host_a = "example.com:443", host_b = "example.com:443";
   north_request a;
   a.upstream = {host_a, std::string_view(host_a).substr(0, 11), 443};
   a.match_id = 7;
+  a.protocol = protocol_kind::http_2;
   north_request b = a;
   b.upstream = {host_b, std::string_view(host_b).substr(0, 11), 443}; // other storage, same text
   CHECK(a == b);
   b.username = "alice";
   CHECK_FALSE(a == b);
   b = a;
-  b.upstream.port = 444;
+  b.upstream.text = "example.com:444";
   CHECK_FALSE(a == b);
   b = a;
   b.payload_length = 1;
   CHECK_FALSE(a == b);
+  b = a;
+  b.protocol_name = "smtp";
+  CHECK_FALSE(a == b);
+  // The same E4 on the wire, given as a name or as the kind.
+  b = a;
+  b.protocol_name = "http_2";
+  CHECK(a == b);
+  // Built from the text alone, encoded and decoded again (which fills host, port, the
+  // protocol's kind and header_size): the same request.
+  north_request built;
+  built.client = *parse_socket_address("192.0.2.7:50000");
+  built.proxy = *parse_socket_address("192.0.2.1:3128");
+  built.upstream.text = "mail.example.org:993";
+  built.protocol_name = "imap";
+  built.match_id = 3;
+  std::array<std::uint8_t, 536> out{};
+  const auto e = encode_north_request(built, out);
+  REQUIRE(e.ok());
+  const auto back = decode_north_request(std::span<const std::uint8_t>(out.data(), e.size));
+  REQUIRE(back.complete());
+  CHECK(back.value.upstream.port == 993);
+  CHECK(back.value.header_size == e.size);
+  CHECK(back.value == built);
   south_hello s, t;
   s.match_id = t.match_id = 7;
   CHECK(s == t);
-  t.header_size = 1;
+  t.header_size = 1; // a fact of one decoding, not of the header
+  CHECK(s == t);
+  t.match_id = 8;
   CHECK_FALSE(s == t);
 }
