@@ -69,9 +69,10 @@ bool explained_refusal(errc e, const ppv2::header_fields& f, const std::vector<p
     return (f.family == ppv2::address_family::inet &&
             !(f.source.ip.is_v4() && f.destination.ip.is_v4())) ||
            (f.family == ppv2::address_family::inet6 &&
-            !(f.source.ip.is_v6() && f.destination.ip.is_v6())) ||
-           (f.family == ppv2::address_family::unix_socket &&
-            (f.unix_source.size() > 108 || f.unix_destination.size() > 108));
+            !(f.source.ip.is_v6() && f.destination.ip.is_v6()));
+  case errc::unix_path_too_long:
+    return f.family == ppv2::address_family::unix_socket &&
+           (f.unix_source.size() > 108 || f.unix_destination.size() > 108);
   case errc::tlv_value_too_long:
     return std::any_of(tlvs.begin(), tlvs.end(),
                        [](const ppv2::tlv& t) { return t.value.size() > 0xFFFF; });

@@ -117,6 +117,8 @@ enum class errc : int {
   /// connection (g3proxy writes the south hello only after reading that answer), and
   /// io::server_options::accept_south_first is off.
   unknown_match_id = 41,
+  /// Encoder: an AF_UNIX path longer than the 108 bytes its field holds (§2.2).
+  unix_path_too_long = 42,
 };
 
 /// The enumerator's name ("bad_signature"), for logs and machine-readable output; empty for a
@@ -205,6 +207,8 @@ constexpr std::string_view errc_name(errc e) noexcept {
     return "partner_aborted";
   case errc::unknown_match_id:
     return "unknown_match_id";
+  case errc::unix_path_too_long:
+    return "unix_path_too_long";
   }
   return {};
 }
@@ -299,6 +303,8 @@ public:
       return "the task's other stream ended abnormally";
     case errc::unknown_match_id:
       return "south stream's match id has no north request";
+    case errc::unix_path_too_long:
+      return "unix socket path longer than 108 bytes";
     }
     return "unknown detour error";
   }

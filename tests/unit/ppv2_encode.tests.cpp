@@ -239,7 +239,10 @@ TEST_CASE("ppv2::encode refuses instead of truncating", "[ppv2][encode][errors]"
     g.family = ppv2::address_family::unix_socket;
     g.transport = ppv2::transport::stream;
     g.unix_source = std::span(big).first(109);
-    CHECK(ppv2::encode(g, {}, out).error == errc::address_family_mismatch);
+    CHECK(ppv2::encode(g, {}, out).error == errc::unix_path_too_long);
+    g.unix_source = std::span(big).first(108); // exactly the field: fits
+    bytes grown;
+    CHECK(ppv2::encode_append(g, {}, grown).size == 16 + 216);
   }
   SECTION("values outside the specification") {
     auto g = f;

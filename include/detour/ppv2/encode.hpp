@@ -106,7 +106,7 @@ constexpr decode_result<std::size_t> encoded_size(const header_fields& f, std::s
     return result::fail(errc::address_family_mismatch, fixed_size);
   if (f.family == address_family::unix_socket &&
       (f.unix_source.size() > 108 || f.unix_destination.size() > 108))
-    return result::fail(errc::address_family_mismatch, fixed_size);
+    return result::fail(errc::unix_path_too_long, fixed_size);
   std::size_t length = address_size(f.family);
   bool has_crc = false;
   for (const tlv& t : tlvs) {
