@@ -282,3 +282,22 @@ TEST_CASE("ppv2::header_fields::local makes the health-check header", "[ppv2][en
   CHECK(out[14] == 0x00);
   CHECK(out[15] == 0x00);
 }
+
+TEST_CASE("ppv2::tlv with a type alone is an empty TLV", "[ppv2][encode]") {
+  ppv2::header_fields f;
+  f.source = *parse_socket_address("192.0.2.1:1");
+  f.destination = *parse_socket_address("192.0.2.2:2");
+  bytes out;
+  const std::array tlvs{ppv2::tlv{0x04}, ppv2::tlv{ppv2::tlv_type::noop}, ppv2::tlv{0xE7}};
+  REQUIRE(ppv2::encode_append(f, tlvs, out).ok());
+  CHECK(out.size() == 16 + 12 + 3 * 3);
+  const auto d = ppv2::decode(out);
+  REQUIRE(d.complete());
+  std::size_t n = 0;
+  for (const auto t : d.value.tlvs()) {
+    CHECK(t.type == tlvs[n].type);
+    CHECK(t.value.empty());
+    ++n;
+  }
+  CHECK(n == 3);
+}

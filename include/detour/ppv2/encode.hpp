@@ -28,6 +28,10 @@ struct tlv {
   std::span<const std::uint8_t> value;
 
   constexpr tlv() = default;
+  /// An empty value (a NOOP's padding of zero bytes, an empty custom TLV): `tlv{0x04}`, where
+  /// `tlv{0x04, {}}` would not say whether `{}` is bytes or text.
+  constexpr explicit tlv(std::uint8_t t) noexcept : type(t) {}
+  constexpr explicit tlv(tlv_type t) noexcept : type(to_byte(t)) {}
   constexpr tlv(std::uint8_t t, std::span<const std::uint8_t> v) noexcept : type(t), value(v) {}
   constexpr tlv(tlv_type t, std::span<const std::uint8_t> v) noexcept
       : type(to_byte(t)), value(v) {}
