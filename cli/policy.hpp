@@ -119,6 +119,59 @@ inline bool host_under(std::string_view host, std::string_view suffix) noexcept 
   return host_equals(host.substr(host.size() - suffix.size()), suffix);
 }
 
+/// Every task `later` matches, `earlier` matches too (so `later` is never used after it):
+/// each clause of `earlier` is absent or holds all that `later`'s same clause allows (which
+/// must then be present). Conservative: false when in doubt.
+inline bool covers(const policy_rule& earlier, const policy_rule& later) {
+  const auto within_all = [](const auto& inner, const auto& outer, const auto& inside) {
+    return std::all_of(inner.begin(), inner.end(), [&](const auto& x) {
+      return std::any_of(outer.begin(), outer.end(), [&](const auto& o) { return inside(x, o); });
+    });
+  };
+  const auto same = [](const auto& x, const auto& o) { return x == o; };
+  const auto subnet_in = [](const ip_subnet& x, const ip_subnet& o) {
+    return o.prefix <= x.prefix && o.contains(x.base);
+  };
+  if (!earlier.protocols.empty() &&
+      (later.protocols.empty() || !within_all(later.protocols, earlier.protocols, same)))
+    return false;
+  if (earlier.has_host_clause()) {
+    if (!later.has_host_clause()) return false;
+    const auto host_in = [&](const std::string& h) {
+      return std::find(earlier.hosts.begin(), earlier.hosts.end(), h) != earlier.hosts.end() ||
+             std::any_of(earlier.suffixes.begin(), earlier.suffixes.end(),
+                         [&](const std::string& s) { return host_under(h, s); });
+    };
+    const auto suffix_in = [&](const std::string& s) { // ".x.example" under ".example"
+      return std::any_of(earlier.suffixes.begin(), earlier.suffixes.end(),
+                         [&](const std::string& o) {
+                           return s == o || host_under(std::string_view(s).substr(1), o);
+                         });
+    };
+    if (!std::all_of(later.hosts.begin(), later.hosts.end(), host_in) ||
+        !std::all_of(later.suffixes.begin(), later.suffixes.end(), suffix_in))
+      return false;
+  }
+  if (!earlier.ips.empty() && (later.ips.empty() || !within_all(later.ips, earlier.ips, subnet_in)))
+    return false;
+  if (!earlier.ports.empty() &&
+      (later.ports.empty() ||
+       !within_all(later.ports, earlier.ports, [](const port_range& x, const port_range& o) {
+         return o.first <= x.first && x.last <= o.last;
+       })))
+    return false;
+  if (earlier.has_user_clause()) {
+    if (!later.has_user_clause()) return false;
+    if (later.user_none && !earlier.user_none) return false;
+    if (later.user_any && !earlier.user_any) return false;
+    if (!earlier.user_any && !within_all(later.users, earlier.users, same)) return false;
+  }
+  if (!earlier.clients.empty() &&
+      (later.clients.empty() || !within_all(later.clients, earlier.clients, subnet_in)))
+    return false;
+  return true;
+}
+
 inline bool name_char(char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '_' || c == '.';
@@ -622,6 +675,26 @@ public:
       error(last_line == 0 ? 1 : last_line, 1,
             "no default line: add one such as 'default continue' (what tasks no rule matches "
             "get)");
+    }
+    // A rule whose every task an earlier rule takes is never used (pairs are compared only up
+    // to a few thousand rules: beyond, the check would cost more than it tells).
+    std::size_t reachable = rules.size();
+    for (std::size_t i = 0; i < rules.size(); ++i)
+      if (rules[i].matches_all()) {
+        reachable = i + 1;
+        break;
+      }
+    if (reachable <= 2000) {
+      for (std::size_t j = 1; j < reachable; ++j) {
+        for (std::size_t i = 0; i < j; ++i) {
+          if (!policy_detail::covers(rules[i], rules[j])) continue;
+          warning(rules[j].line, 1,
+                  "rule '" + rules[j].name + "' is never used: rule '" + rules[i].name +
+                      "' on line " + std::to_string(rules[i].line) +
+                      " matches every task it would");
+          break;
+        }
+      }
     }
     // A rule without clauses takes every task: what follows it is never used.
     for (std::size_t i = 0; i < rules.size(); ++i) {

@@ -3,7 +3,8 @@
 // text. Input: the file. Properties: a policy comes back exactly when no error was reported;
 // every issue has a message and a position inside the file (line 1 for an empty one); and for a
 // few fixed requests, decide() returns the default or a rule of the policy that matches, with
-// no earlier rule matching (first match wins).
+// no earlier rule matching (first match wins); a task built to match a rule matches every
+// earlier rule said to cover it (the "never used" warning is sound).
 #include "../cli/policy.hpp"
 
 #include "property.hpp"
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace {
@@ -64,6 +66,43 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     DETOUR_FUZZ_CHECK(found || &chosen == &p.fallback());
     DETOUR_FUZZ_CHECK(!chosen.capture || chosen.decision == detour::action::proceed);
+  }
+
+  // The "never used" warning is sound: a task made to match a later rule (its first value of
+  // each clause) also matches every earlier rule said to cover it.
+  const auto rules = p.rules();
+  const std::size_t n = std::min<std::size_t>(rules.size(), 64);
+  for (std::size_t j = 1; j < n; ++j) {
+    const auto& later = rules[j];
+    std::string upstream;
+    std::string host = "host.invalid";
+    if (!later.hosts.empty())
+      host = later.hosts.front();
+    else if (!later.suffixes.empty())
+      host = "a" + later.suffixes.front();
+    else if (!later.ips.empty())
+      host = std::string(detour::to_text(later.ips.front().base).view());
+    const bool v6 = host.find(':') != std::string::npos;
+    const unsigned port = later.ports.empty() ? 443u : later.ports.front().first;
+    upstream = (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    std::optional<std::string_view> user;
+    if (!later.user_none) {
+      if (!later.users.empty())
+        user = later.users.front();
+      else
+        user = "someone";
+    }
+    const detour::ip_address client = later.clients.empty()
+                                          ? detour::ip_address::v4(198, 51, 100, 1)
+                                          : later.clients.front().base;
+    const auto req = request(later.protocols.empty() ? "http_2" : later.protocols.front(), upstream,
+                             user, client);
+    const auto ip = detour::parse_ip(req.upstream.host);
+    if (!detour::cli::policy::matches(later, req, ip)) continue; // could not build one
+    for (std::size_t i = 0; i < j; ++i) {
+      if (detour::cli::policy_detail::covers(rules[i], later))
+        DETOUR_FUZZ_CHECK(detour::cli::policy::matches(rules[i], req, ip));
+    }
   }
   return 0;
 }

@@ -275,6 +275,31 @@ TEST_CASE("policy: a rule matching every task makes what follows it unused (a wa
   CHECK(r.warnings[0].message.find("the default is never used") != std::string::npos);
 }
 
+TEST_CASE("policy: a rule an earlier rule takes every task of is never used (a warning)",
+          "[policy][warnings]") {
+  const auto r = policy::parse(
+      "rule mail   block    host=example.com,b.example.org protocol=smtp,imap\n"
+      "rule mail2  continue host=example.com protocol=smtp\n" // within mail
+      "rule corp   block    host=*.example.net\n"
+      "rule one    continue host=x.example.net,*.y.example.net port=25\n" // within corp
+      "rule lan    block    ip=10.0.0.0/8\n"
+      "rule lan2   continue ip=10.1.0.0/16 port=25\n" // within lan
+      "rule users  block    user=alice,bob port=1-1000\n"
+      "rule users2 continue user=alice,carol port=25\n" // carol: not within
+      "rule users3 continue user=bob port=25\n"         // within users
+      "rule anyone block    user=* client=192.0.2.0/24\n"
+      "rule nobody continue user=- client=192.0.2.7\n" // no username: not
+      "default continue\n");
+  REQUIRE(r.ok());
+  std::vector<std::size_t> lines;
+  for (const auto& w : r.warnings) {
+    lines.push_back(w.line);
+    CHECK(w.message.find("is never used") != std::string::npos);
+  }
+  CHECK(lines == std::vector<std::size_t>{2, 4, 6, 9});
+  CHECK(r.warnings.at(0).message.find("rule 'mail' on line 1") != std::string::npos);
+}
+
 TEST_CASE("policy: describe() says in words what a rule matches and does", "[policy]") {
   const auto p = parse_ok(
       "rule r continue capture protocol=smtp,imap host=mx.example,*.corp.example ip=10.0.0.0/8 "
