@@ -172,16 +172,19 @@ void server::new_cid(ngtcp2_cid& cid, std::size_t length) const noexcept {
 }
 
 void server::warn_full() {
-  // The first refusal at --max-connections is a warning, then one every 10 s at most with the
-  // count since the last: clients g3proxy cannot connect fail on its side only.
-  ++refused_unreported_;
+  // The first refusal at --max-connections is a warning, then one every 10 s at most (for all
+  // workers together) with the count since the last: clients g3proxy cannot connect fail on
+  // its side only.
+  group_.refused_unreported.fetch_add(1, std::memory_order_relaxed);
   const timestamp now = monotonic_now();
-  if (full_warned_at_ != 0 && now - full_warned_at_ < 10 * nanoseconds_per_second) return;
-  full_warned_at_ = now;
+  timestamp last = group_.full_warned_at.load(std::memory_order_relaxed);
+  if (last != 0 && now - last < 10 * nanoseconds_per_second) return;
+  // One worker wins the turn; the others count.
+  if (!group_.full_warned_at.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
+  const std::uint64_t refused = group_.refused_unreported.exchange(0, std::memory_order_relaxed);
   log_.warn("server.connections_full", {{"max_connections", config_.max_connections},
-                                        {"refused", refused_unreported_},
+                                        {"refused", refused},
                                         {"hint", "raise --max-connections"}});
-  refused_unreported_ = 0;
 }
 
 void server::accept(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt) {

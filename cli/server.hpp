@@ -75,6 +75,10 @@ struct server_group {
   std::array<std::uint8_t, 32> secret{};
   /// Connections open in all workers together: --max-connections is a process-wide limit.
   std::atomic<std::size_t> connections{0};
+  /// The last server.connections_full line (any worker), and refusals at the limit since then:
+  /// one line every 10 s at most for the whole process.
+  std::atomic<timestamp> full_warned_at{0};
+  std::atomic<std::uint64_t> refused_unreported{0};
   /// Hands |d| to worker |to| (thread-safe; it runs on that worker's thread later).
   std::function<void(std::size_t to, forwarded_datagram&& d)> forward;
 };
@@ -188,10 +192,8 @@ private:
   std::vector<connection*> dead_;
   deferred reaper_;
   server_stats stats_;
-  timestamp full_warned_at_ = 0;         // the last server.connections_full line
-  std::uint64_t refused_unreported_ = 0; // refusals at --max-connections since then
-  std::size_t peak_blocks_ = 0;          // stream blocks in use at the last peak (trim_memory)
-  timestamp last_trim_ = 0;              // when trim_memory last gave memory back
+  std::size_t peak_blocks_ = 0; // stream blocks in use at the last peak (trim_memory)
+  timestamp last_trim_ = 0;     // when trim_memory last gave memory back
 
   // Stateless resets are rate limited (RFC 9000 §10.3.3): a token bucket refilled each second.
   timestamp reset_bucket_refill_ = 0;
