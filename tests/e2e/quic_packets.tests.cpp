@@ -190,41 +190,27 @@ TEST_CASE("serve's g3proxy snippet names the bound port and an address the certi
 }
 
 TEST_CASE("detour help COMMAND prints that command's help", "[e2e][options]") {
-  const auto run = [](const std::string& args, int& status) {
-    FILE* p = ::popen((detour_binary() + " " + args + " 2>&1").c_str(), "r");
-    REQUIRE(p);
-    std::string out;
-    std::array<char, 512> buf{};
-    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-    status = WEXITSTATUS(::pclose(p));
-    return out;
-  };
-  int st = -1;
   for (const char* c : {"serve", "probe", "cert", "decode"}) {
     INFO(c);
-    const std::string out = run(std::string("help ") + c, st);
-    CHECK(st == 0);
-    CHECK(out.rfind(std::string("usage: detour ") + c, 0) == 0);
-    CHECK(out == run(std::string(c) + " --help", st));
+    const auto help = run_detour(std::string("help ") + c);
+    CHECK(help.status == 0);
+    CHECK(help.text.rfind(std::string("usage: detour ") + c, 0) == 0);
+    CHECK(help.text == run_detour(std::string(c) + " --help").text);
   }
-  const std::string unknown = run("help frobnicate", st);
-  CHECK(st == 2);
-  CHECK(unknown.find("unknown command 'frobnicate'") != std::string::npos);
-  CHECK(run("help", st).rfind("usage: detour <command>", 0) == 0);
-  CHECK(st == 0);
+  const auto unknown = run_detour("help frobnicate");
+  CHECK(unknown.status == 2);
+  CHECK(unknown.text.find("unknown command 'frobnicate'") != std::string::npos);
+  const auto all = run_detour("help");
+  CHECK(all.status == 0);
+  CHECK(all.text.rfind("usage: detour <command>", 0) == 0);
 }
 
 TEST_CASE("probe handshakes makes exactly one connection per task", "[e2e][probe]") {
   server_process srv;
-  const std::string cmd = detour_binary() + " probe handshakes --server " +
-                          srv.address().to_string() + " --ca " + srv.ca_file().string() +
-                          " --tasks 40 --concurrency 8 --json";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-  CHECK(WEXITSTATUS(::pclose(p)) == 0);
+  const auto run = run_detour("probe handshakes --server " + srv.address().to_string() + " --ca " +
+                              srv.ca_file().string() + " --tasks 40 --concurrency 8 --json");
+  CHECK(run.status == 0);
+  const std::string& out = run.text;
   INFO(out);
   // Not a spare connection kept open for a task that never comes.
   CHECK(out.find("\"handshakes\":40,") != std::string::npos);
@@ -239,14 +225,10 @@ TEST_CASE("probe refuses bad option values as usage errors naming them", "[e2e][
         {"--tls-ciphers", "''"},
         {"--deadline", "0"}}) {
     INFO(bad.front() << " " << bad.back());
-    std::string cmd = detour_binary() + " probe check --server 127.0.0.1:9";
-    for (const auto& a : bad) cmd += " " + a;
-    FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-    REQUIRE(p);
-    std::string out;
-    std::array<char, 512> buf{};
-    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-    CHECK(WEXITSTATUS(::pclose(p)) == 2); // not 3 (could not run), not a check that failed
+    std::string args = "probe check --server 127.0.0.1:9";
+    for (const auto& a : bad) args += " " + a;
+    const auto [out, status] = run_detour(args);
+    CHECK(status == 2); // not 3 (could not run), not a check that failed
     CHECK(out.find(bad.front()) != std::string::npos);
     CHECK(out.find("check:") == std::string::npos); // refused before any check ran
   }
@@ -269,16 +251,10 @@ TEST_CASE("serve refuses bad options with a message naming them", "[e2e][options
         {"--listen", "127.0.0.1:2888", "--listen", "127.0.0.1:2888"},
         {"--bogus"}}) {
     INFO(bad.front());
-    std::string cmd = detour_binary() + " serve";
-    for (const auto& a : bad) cmd += " " + a;
-    cmd += " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    REQUIRE(p);
-    std::string out;
-    std::array<char, 512> buf{};
-    while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-    const int st = ::pclose(p);
-    CHECK(WEXITSTATUS(st) == 2);
+    std::string args = "serve";
+    for (const auto& a : bad) args += " " + a;
+    const auto [out, status] = run_detour(args);
+    CHECK(status == 2);
     CHECK(out.find(bad.front()) != std::string::npos);
     // The idle timeout's refusal says what the smallest value is, and why.
     if (bad.front() == "--idle-timeout") {

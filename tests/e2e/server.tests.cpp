@@ -250,16 +250,11 @@ TEST_CASE("serve refuses a --client-ca that is not a CA certificate", "[e2e][tls
   temp_dir certs;
   make_certs(certs.path);
   // server.pem where ca.pem belongs: it loads, and every client would then be refused.
-  const std::string cmd = "timeout 20 " + detour_binary() + " serve --listen 127.0.0.1:0 --cert " +
-                          (certs.path / "server.pem").string() + " --key " +
-                          (certs.path / "server.key").string() + " --client-ca " +
-                          (certs.path / "server.pem").string() + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p);
-  std::string out;
-  std::array<char, 512> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) out += buf.data();
-  CHECK(WEXITSTATUS(::pclose(p)) == 1);
+  const auto [out, status] =
+      run_detour("serve --listen 127.0.0.1:0 --cert " + (certs.path / "server.pem").string() +
+                 " --key " + (certs.path / "server.key").string() + " --client-ca " +
+                 (certs.path / "server.pem").string());
+  CHECK(status == 1);
   CHECK(out.find("server.failed") != std::string::npos);
   CHECK(out.find("is not a CA") != std::string::npos);
 }

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
@@ -35,6 +36,17 @@ temp_dir::~temp_dir() {
 
 std::string detour_binary() {
   return DETOUR_BINARY;
+}
+
+command_output run_detour(const std::string& args) {
+  command_output out;
+  FILE* p = ::popen((detour_binary() + " " + args + " 2>&1").c_str(), "r");
+  if (!p) return out;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), static_cast<int>(buf.size()), p)) out.text += buf.data();
+  const int st = ::pclose(p);
+  out.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
 }
 
 bool run_until(cli::event_loop& loop, const std::function<bool()>& done, timestamp timeout) {

@@ -81,6 +81,14 @@ private:
 /// The `detour` binary under test.
 std::string detour_binary();
 
+/// What `detour ARGS` (a shell command line after the binary) printed on stdout and stderr
+/// together, and its exit status.
+struct command_output {
+  std::string text;
+  int status = -1;
+};
+command_output run_detour(const std::string& args);
+
 /// Runs the event loop until |done| or |timeout|; returns done().
 bool run_until(cli::event_loop& loop, const std::function<bool()>& done,
                cli::timestamp timeout = 30 * cli::nanoseconds_per_second);
