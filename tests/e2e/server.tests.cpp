@@ -23,6 +23,14 @@ namespace {
 
 constexpr cli::timestamp second = cli::nanoseconds_per_second;
 
+// Puts the server certificate and key of |from| in |live| (where serve reads them), replacing
+// what is there.
+void install_certs(const std::filesystem::path& from, const std::filesystem::path& live) {
+  for (const char* f : {"server.pem", "server.key"})
+    std::filesystem::copy_file(from / f, live / f,
+                               std::filesystem::copy_options::overwrite_existing);
+}
+
 void make_certs(const std::filesystem::path& dir) {
   REQUIRE(std::system(
               (detour_binary() + " cert --force --out " + dir.string() + " >/dev/null").c_str()) ==
@@ -155,8 +163,7 @@ TEST_CASE("serve reloads its certificate on SIGHUP without dropping connections"
   make_certs(one.path);
   make_certs(two.path);
   temp_dir live;
-  std::filesystem::copy_file(one.path / "server.pem", live.path / "server.pem");
-  std::filesystem::copy_file(one.path / "server.key", live.path / "server.key");
+  install_certs(one.path, live.path);
   server_process srv({"--cert", (live.path / "server.pem").string(), "--key",
                       (live.path / "server.key").string()});
 
@@ -168,10 +175,7 @@ TEST_CASE("serve reloads its certificate on SIGHUP without dropping connections"
   REQUIRE(old_client.pool->wait_established(kept, cli::monotonic_now() + 10 * second));
 
   // Renew: the second set's certificate replaces the first in place.
-  std::filesystem::copy_file(two.path / "server.pem", live.path / "server.pem",
-                             std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::copy_file(two.path / "server.key", live.path / "server.key",
-                             std::filesystem::copy_options::overwrite_existing);
+  install_certs(two.path, live.path);
   srv.signal(SIGHUP);
   REQUIRE(srv.wait_for_line({"server.reloaded"}));
 
@@ -214,8 +218,7 @@ TEST_CASE("serve warns about a certificate near its end at start and on each rel
                           .c_str()) == 0);
   make_certs(normal.path);
   temp_dir live;
-  std::filesystem::copy_file(short_lived.path / "server.pem", live.path / "server.pem");
-  std::filesystem::copy_file(short_lived.path / "server.key", live.path / "server.key");
+  install_certs(short_lived.path, live.path);
   server_process srv({"--cert", (live.path / "server.pem").string(), "--key",
                       (live.path / "server.key").string()});
   // 10 days less the moments since it was made: 10 whole days, or 9 after a second's turn.
@@ -224,17 +227,11 @@ TEST_CASE("serve warns about a certificate near its end at start and on each rel
   CHECK((warned->find(" days=10") != std::string::npos ||
          warned->find(" days=9") != std::string::npos));
   // Renewed with a certificate of the default length: the reload says nothing of its dates.
-  std::filesystem::copy_file(normal.path / "server.pem", live.path / "server.pem",
-                             std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::copy_file(normal.path / "server.key", live.path / "server.key",
-                             std::filesystem::copy_options::overwrite_existing);
+  install_certs(normal.path, live.path);
   srv.signal(SIGHUP);
   REQUIRE(srv.wait_for_line({"server.reloaded"}));
   // The short-lived one again: warned again.
-  std::filesystem::copy_file(short_lived.path / "server.pem", live.path / "server.pem",
-                             std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::copy_file(short_lived.path / "server.key", live.path / "server.key",
-                             std::filesystem::copy_options::overwrite_existing);
+  install_certs(short_lived.path, live.path);
   srv.signal(SIGHUP);
   // Until the second warning (or 10 s): each round reads the log for a bounded moment.
   const auto deadline = cli::monotonic_now() + 10 * second;
