@@ -377,18 +377,14 @@ vec("err_ssl_sub_truncated", "an SSL sub-TLV running past the SSL TLV",
        Seg(b"\x01" + u32(0), "  client 1, verify 0"),
        Seg(bytes([0x21]) + u16(7) + b"TL", "  VERSION declaring 7 bytes, 2 present")],
     "error tlv_truncated 36")
-vec("err_ssl_sub_twice", "two SSL_VERSION sub-TLVs",
-    fixed() + tcp4("1.2.3.4", 1, "5.6.7.8", 2)
-    + [Seg(bytes([0x20]) + u16(5 + 3 + 1 + 3 + 1), "TLV 0x20 length 13: PP2_TYPE_SSL"),
-       Seg(b"\x01" + u32(0), "  client 1, verify 0")]
-    + tlv(0x21, "a", "  PP2_SUBTYPE_SSL_VERSION") + tlv(0x21, "b", "  PP2_SUBTYPE_SSL_VERSION again"),
-    "error tlv_duplicate 40")
-vec("err_ssl_group_twice", "two SSL_GROUP sub-TLVs",
-    fixed() + tcp4("1.2.3.4", 1, "5.6.7.8", 2)
-    + [Seg(bytes([0x20]) + u16(5 + 3 + 1 + 3 + 1), "TLV 0x20 length 13: PP2_TYPE_SSL"),
-       Seg(b"\x01" + u32(0), "  client 1, verify 0")]
-    + tlv(0x26, "a", "  PP2_SUBTYPE_SSL_GROUP") + tlv(0x26, "b", "  PP2_SUBTYPE_SSL_GROUP again"),
-    "error tlv_duplicate 40")
+for name, sub, label in (("err_ssl_sub_twice", 0x21, "VERSION"), ("err_ssl_group_twice", 0x26, "GROUP")):
+    vec(name, f"two SSL_{label} sub-TLVs",
+        fixed() + tcp4("1.2.3.4", 1, "5.6.7.8", 2)
+        + [Seg(bytes([0x20]) + u16(5 + 3 + 1 + 3 + 1), "TLV 0x20 length 13: PP2_TYPE_SSL"),
+           Seg(b"\x01" + u32(0), "  client 1, verify 0")]
+        + tlv(sub, "a", f"  PP2_SUBTYPE_SSL_{label}")
+        + tlv(sub, "b", f"  PP2_SUBTYPE_SSL_{label} again"),
+        "error tlv_duplicate 40")
 vec("err_authority_twice", "two AUTHORITY TLVs",
     fixed() + tcp4("1.2.3.4", 1, "5.6.7.8", 2) + tlv(0x02, "a", "PP2_TYPE_AUTHORITY")
     + tlv(0x02, "b", "PP2_TYPE_AUTHORITY again"), "error tlv_duplicate 32")
