@@ -11,6 +11,8 @@
 #          mtls-nocert  the same server; the client presents no certificate
 #          wrong-ca     development certificates; the client trusts another CA
 #          wrong-ip     a server certificate for 192.0.2.1 only
+#          rsa          an RSA-2048 CA and server certificate made by openssl (an enterprise
+#                       PKI's usual kind; TLS 1.3 signs with RSA-PSS)
 #   HOST   127.0.0.1 or ::1
 # --server, --ca, --cert and --key are added to the client's arguments. KEEP_WORK=1 keeps the
 # temporary folder (certificates, the server's log) for a look after the run.
@@ -58,6 +60,22 @@ case $setup in
   wrong-ca)
     "$detour" cert --out "$work/other" >/dev/null || { echo "detour cert failed"; exit 1; }
     ca=$work/other/ca.pem
+    ;;
+  rsa)
+    command -v openssl >/dev/null || { echo "SKIP: needs openssl"; exit 77; }
+    mkdir -p "$work/rsa"
+    (
+      cd "$work/rsa" &&
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=rsa-ca \
+          -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+          -keyout ca.key -out ca.pem &&
+        openssl req -newkey rsa:2048 -nodes -subj /CN=detour -keyout server.key -out server.csr &&
+        printf 'subjectAltName=IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n' >ext.cnf &&
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+          -extfile ext.cnf -out server.pem
+    ) >/dev/null 2>&1 || { echo "openssl could not make the RSA certificates"; exit 1; }
+    ca=$work/rsa/ca.pem
+    serve_args+=(--cert "$work/rsa/server.pem" --key "$work/rsa/server.key")
     ;;
   *) echo "unknown setup $setup"; exit 2 ;;
 esac
