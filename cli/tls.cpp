@@ -17,8 +17,11 @@
 #include <arpa/inet.h>
 
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
 
@@ -150,15 +153,66 @@ int new_session_cb(WOLFSSL* ssl, WOLFSSL_SESSION* session) {
   return 1; // we keep the reference
 }
 
+// Why a PEM file did not load, when the file itself says (wolfSSL often gives no reason):
+// unreadable, not PEM, the other kind of PEM block, an encrypted key, an Ed25519 or Ed448 key
+// (this build signs with ECDSA and RSA only). Empty when nothing explains it.
+std::string pem_problem(const std::string& path, bool want_certificate) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::strerror(errno);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.empty()) return "the file is empty";
+  const bool has_cert = text.find("-----BEGIN CERTIFICATE-----") != std::string::npos;
+  const bool has_key = text.find("PRIVATE KEY-----") != std::string::npos;
+  if (text.find("-----BEGIN ") == std::string::npos)
+    return "not PEM (no -----BEGIN line; a DER file can be converted with openssl)";
+  if (want_certificate && !has_cert && has_key)
+    return "it holds a private key, not a certificate (give it to --key)";
+  if (!want_certificate && !has_key && has_cert)
+    return "it holds a certificate, not a private key (give it to --cert)";
+  if (!want_certificate && text.find("ENCRYPTED PRIVATE KEY") != std::string::npos)
+    return "the key is encrypted with a passphrase: give it unencrypted (openssl pkey -in KEY "
+           "-out KEY.plain)";
+  // The OIDs of Ed25519 (1.3.101.112) and Ed448 (1.3.101.113), DER 06 03 2B 65 70 / 71, in
+  // the decoded base64 of the PEM blocks.
+  std::string der;
+  unsigned acc = 0;
+  int bits = 0;
+  for (const char c : text) {
+    int v = -1;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    if (c >= '0' && c <= '9') v = c - '0' + 52;
+    if (c == '+') v = 62;
+    if (c == '/') v = 63;
+    if (v < 0) continue; // line ends, '=', and the BEGIN/END lines' dashes and spaces
+    acc = ((acc << 6) | static_cast<unsigned>(v)) & 0xFFFFFF;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      der.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  for (const char last : {'\x70', '\x71'}) {
+    if (der.find(std::string{'\x06', '\x03', '\x2b', '\x65', last}) != std::string::npos)
+      return "an Ed25519 or Ed448 key: use an ECDSA (P-256, P-384) or RSA certificate";
+  }
+  return {};
+}
+
 void load_chain_and_key(WOLFSSL_CTX* ctx, const std::string& cert, const std::string& key) {
   if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != WOLFSSL_SUCCESS) {
+    if (const std::string why = pem_problem(cert, true); !why.empty())
+      throw tls_error("cannot load the certificate chain " + cert + ": " + why);
     fail("cannot load the certificate chain " + cert);
   }
   if (wolfSSL_CTX_use_PrivateKey_file(ctx, key.c_str(), WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+    if (const std::string why = pem_problem(key, false); !why.empty())
+      throw tls_error("cannot load the private key " + key + ": " + why);
     fail("cannot load the private key " + key);
   }
   if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
-    fail("the private key " + key + " does not match the certificate " + cert);
+    throw tls_error("the private key " + key + " does not match the certificate " + cert +
+                    " (they are not one pair)");
   }
 }
 

@@ -202,6 +202,46 @@ TEST_CASE("tls_context names the file it cannot use", "[tls]") {
   } catch (const tls_error& e) {
     CHECK(std::string(e.what()).find("does not match") != std::string::npos);
   }
+
+  // Each common mix-up says what it is, where wolfSSL gives no reason.
+  const auto refusal = [&](const std::filesystem::path& cert, const std::filesystem::path& key) {
+    tls_server_config c;
+    c.certificate_file = cert.string();
+    c.private_key_file = key.string();
+    try {
+      tls_context::server(c);
+    } catch (const tls_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK(refusal(dir.path / "missing.pem", paths.server_key).find("No such file") !=
+        std::string::npos);
+  CHECK(refusal(paths.server_key, paths.server_key).find("a private key, not a certificate") !=
+        std::string::npos);
+  CHECK(refusal(paths.server_certificate, paths.server_certificate)
+            .find("a certificate, not a private key") != std::string::npos);
+  std::ofstream(dir.path / "encrypted.key")
+      << "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQww\n"
+         "-----END ENCRYPTED PRIVATE KEY-----\n";
+  CHECK(refusal(paths.server_certificate, dir.path / "encrypted.key").find("passphrase") !=
+        std::string::npos);
+  std::ofstream(dir.path / "server.der", std::ios::binary) << std::string("\x30\x82\x01\x0a", 4);
+  CHECK(refusal(dir.path / "server.der", paths.server_key).find("not PEM") != std::string::npos);
+  // An Ed25519 certificate (openssl req -x509 -newkey ed25519): this build signs with ECDSA
+  // and RSA only.
+  std::ofstream(dir.path / "ed25519.pem")
+      << "-----BEGIN CERTIFICATE-----\n"
+         "MIIBPzCB8qADAgECAhQTmPKoHPAK9MZl5uQDxXf6RI2iHTAFBgMrZXAwDTELMAkG\n"
+         "A1UEAwwCZWQwHhcNMjYxMTI3MDkxNTI2WhcNMjYxMjI3MDkxNTI2WjANMQswCQYD\n"
+         "VQQDDAJlZDAqMAUGAytlcAMhAAohpjDtqStHjzEWMM4D80r9XMiqCGaEnPMtz88x\n"
+         "dBWLo2QwYjAdBgNVHQ4EFgQUIE8c0kmzm4Sx1fiR7QGLTzqEINUwHwYDVR0jBBgw\n"
+         "FoAUIE8c0kmzm4Sx1fiR7QGLTzqEINUwDwYDVR0TAQH/BAUwAwEB/zAPBgNVHREE\n"
+         "CDAGhwR/AAABMAUGAytlcANBAJfefy5ANd3L5M7I9faM2792j6M7/3QZZqZx0UVU\n"
+         "gVxaTyLNGq9kBEc/9SKVphhMbXYHSk47ve3I2OTMVVr7DQw=\n"
+         "-----END CERTIFICATE-----\n";
+  CHECK(refusal(dir.path / "ed25519.pem", paths.server_key).find("Ed25519") != std::string::npos);
+  CHECK(refusal(paths.server_certificate, paths.server_key) == "accepted");
 }
 
 namespace {
