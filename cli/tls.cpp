@@ -166,9 +166,9 @@ std::string pem_problem(const std::string& path, bool want_certificate) {
   if (text.find("-----BEGIN ") == std::string::npos)
     return "not PEM (no -----BEGIN line; a DER file can be converted with openssl)";
   if (want_certificate && !has_cert && has_key)
-    return "it holds a private key, not a certificate (give it to --key)";
+    return "it holds a private key, not a certificate";
   if (!want_certificate && !has_key && has_cert)
-    return "it holds a certificate, not a private key (give it to --cert)";
+    return "it holds a certificate, not a private key";
   if (!want_certificate && text.find("ENCRYPTED PRIVATE KEY") != std::string::npos)
     return "the key is encrypted with a passphrase: give it unencrypted (openssl pkey -in KEY "
            "-out KEY.plain)";
@@ -396,6 +396,8 @@ tls_context tls_context::server(const tls_server_config& config) {
   if (!config.client_ca_file.empty()) {
     if (wolfSSL_CTX_load_verify_locations(st->ctx, config.client_ca_file.c_str(), nullptr) !=
         WOLFSSL_SUCCESS) {
+      if (const std::string why = pem_problem(config.client_ca_file, true); !why.empty())
+        throw tls_error("cannot load the client CA file " + config.client_ca_file + ": " + why);
       fail("cannot load the client CA file " + config.client_ca_file);
     }
     // A leaf here (say server.pem for ca.pem) loads, and then every client is refused.
@@ -448,6 +450,8 @@ tls_context tls_context::client(const tls_client_config& config) {
       }
     } else if (wolfSSL_CTX_load_verify_locations(st->ctx, config.ca_file.c_str(), nullptr) !=
                WOLFSSL_SUCCESS) {
+      if (const std::string why = pem_problem(config.ca_file, true); !why.empty())
+        throw tls_error("cannot load the CA file " + config.ca_file + ": " + why);
       fail("cannot load the CA file " + config.ca_file);
     }
     wolfSSL_CTX_set_verify(st->ctx, WOLFSSL_VERIFY_PEER, nullptr);
