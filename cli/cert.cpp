@@ -55,8 +55,8 @@ options:
 examples:
   detour cert                                  # loopback set in the state folder
   detour cert --out /etc/detour --ip 10.0.0.5  # for a server g3proxy reaches at 10.0.0.5
-  detour cert --out /etc/detour --ca-cert /etc/detour/ca.pem --ca-key /etc/detour/ca.key \
-              --ip 10.0.0.6 --force            # one more server, same CA
+  detour cert --out /etc/detour/b --ca-cert /etc/detour/ca.pem --ca-key /etc/detour/ca.key \
+              --ip 10.0.0.6                    # one more server, same CA, its own folder
 )";
 
 } // namespace
