@@ -79,7 +79,8 @@ a malformed or incomplete one, a payload cut short, or a v1 line; 2 for a usage 
 option, unreadable file, text that is not hex).
 
 Examples:
-  # The smallest g3proxy header (TCP4 192.168.0.1:56324 -> 192.168.0.11:443, no TLV):
+  # g3proxy's encoder test vector (TCP4 192.168.0.1:56324 -> 192.168.0.11:443, no TLV, so no
+  # detour request: the PROXY part alone):
   detour decode 0d0a0d0a000d0a515549540a 2111000c c0a80001 c0a8000b dc04 01bb
 
   # A south hello, colon-separated as Wireshark copies it:
