@@ -95,8 +95,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const detour::ip_address client = later.clients.empty()
                                           ? detour::ip_address::v4(198, 51, 100, 1)
                                           : later.clients.front().base;
-    const auto req = request(later.protocols.empty() ? "http_2" : later.protocols.front(), upstream,
-                             user, client);
+    // A view of the rule's own string (a conditional with "http_2" would make a temporary).
+    const std::string_view protocol =
+        later.protocols.empty() ? std::string_view("http_2") : later.protocols.front();
+    const auto req = request(protocol, upstream, user, client);
     const auto ip = detour::parse_ip(req.upstream.host);
     if (!detour::cli::policy::matches(later, req, ip)) continue; // could not build one
     for (std::size_t i = 0; i < j; ++i) {
