@@ -113,7 +113,9 @@ Durations: 30s, 1500ms, 5m, 2h (a bare number means seconds). Sizes: 512, 16k, 4
 (powers of 1024).
 Signals: SIGINT/SIGTERM drain and exit 0 (audit and capture written out); a second one closes
 at once. SIGHUP reloads --cert, --key and --policy and reopens the --audit and --capture files
-without dropping connections or tasks.
+without dropping connections or tasks. A certificate that has expired, is not yet valid or
+ends within 30 days is a warning at start and after each reload (g3proxy refuses a
+certificate outside its dates).
 
 Under systemd (Type=notify) or another supervisor that sets NOTIFY_SOCKET, the server says
 READY=1 once its sockets are bound, RELOADING=1 then READY=1 around a SIGHUP reload, and
