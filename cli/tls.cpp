@@ -8,6 +8,7 @@
 #include <wolfssl/options.h> // must precede every other wolfSSL header
 
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 
 #include <ngtcp2/ngtcp2.h>
@@ -165,35 +166,23 @@ std::string pem_problem(const std::string& path, bool want_certificate) {
   const bool has_key = text.find("PRIVATE KEY-----") != std::string::npos;
   if (text.find("-----BEGIN ") == std::string::npos)
     return "not PEM (no -----BEGIN line; a DER file can be converted with openssl)";
-  if (want_certificate && !has_cert && has_key)
-    return "it holds a private key, not a certificate";
-  if (!want_certificate && !has_key && has_cert)
-    return "it holds a certificate, not a private key";
+  if (want_certificate && !has_cert && has_key) return "it holds a private key, not a certificate";
+  if (!want_certificate && !has_key && has_cert) return "it holds a certificate, not a private key";
   if (!want_certificate && text.find("ENCRYPTED PRIVATE KEY") != std::string::npos)
     return "the key is encrypted with a passphrase: give it unencrypted (openssl pkey -in KEY "
            "-out KEY.plain)";
-  // The OIDs of Ed25519 (1.3.101.112) and Ed448 (1.3.101.113), DER 06 03 2B 65 70 / 71, in
-  // the decoded base64 of the PEM blocks.
-  std::string der;
-  unsigned acc = 0;
-  int bits = 0;
-  for (const char c : text) {
-    int v = -1;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    if (c >= '0' && c <= '9') v = c - '0' + 52;
-    if (c == '+') v = 62;
-    if (c == '/') v = 63;
-    if (v < 0) continue; // line ends, '=', and the BEGIN/END lines' dashes and spaces
-    acc = ((acc << 6) | static_cast<unsigned>(v)) & 0xFFFFFF;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      der.push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
-  }
+  // The OIDs of Ed25519 (1.3.101.112) and Ed448 (1.3.101.113), DER 06 03 2B 65 70 / 71, in the
+  // first block's DER (wolfSSL's PEM reading does not depend on the key's algorithm).
+  std::vector<unsigned char> der(text.size());
+  const auto* pem = reinterpret_cast<const unsigned char*>(text.data());
+  const int n = want_certificate ? wc_CertPemToDer(pem, static_cast<int>(text.size()), der.data(),
+                                                   static_cast<int>(der.size()), CERT_TYPE)
+                                 : wc_KeyPemToDer(pem, static_cast<int>(text.size()), der.data(),
+                                                  static_cast<int>(der.size()), nullptr);
+  const std::string_view bytes(reinterpret_cast<const char*>(der.data()),
+                               n > 0 ? static_cast<std::size_t>(n) : 0);
   for (const char last : {'\x70', '\x71'}) {
-    if (der.find(std::string{'\x06', '\x03', '\x2b', '\x65', last}) != std::string::npos)
+    if (bytes.find(std::string{'\x06', '\x03', '\x2b', '\x65', last}) != std::string_view::npos)
       return "an Ed25519 or Ed448 key: use an ECDSA (P-256, P-384) or RSA certificate";
   }
   return {};
