@@ -249,7 +249,26 @@ ca_validity check_ca(const pem_credentials& ca, const std::string& cert_name,
   const std::unique_ptr<WOLFSSL_X509, x509_free> x(wolfSSL_X509_load_certificate_buffer(
       reinterpret_cast<const unsigned char*>(ca.certificate.data()),
       static_cast<int>(ca.certificate.size()), WOLFSSL_FILETYPE_PEM));
-  if (!x) throw cert_error(cert_name + " holds no PEM certificate");
+  if (!x) {
+    // wolfSSL's X509 objects take no Ed25519 or Ed448 key; wolfCrypt's parser names it.
+    std::vector<unsigned char> der(ca.certificate.size());
+    const int n = wc_CertPemToDer(reinterpret_cast<const unsigned char*>(ca.certificate.data()),
+                                  static_cast<int>(ca.certificate.size()), der.data(),
+                                  static_cast<int>(der.size()), CERT_TYPE);
+    if (n > 0) {
+      DecodedCert cert;
+      wc_InitDecodedCert(&cert, der.data(), static_cast<word32>(n), nullptr);
+      const bool parsed = wc_ParseCert(&cert, CERT_TYPE, NO_VERIFY, nullptr) == 0;
+      const word32 key = cert.keyOID;
+      wc_FreeDecodedCert(&cert);
+      if (parsed && (key == ED25519k || key == ED448k)) {
+        throw cert_error(cert_name + " is an " + (key == ED25519k ? "Ed25519" : "Ed448") +
+                         " CA: detour cert signs with an ECDSA P-256 CA only (openssl makes "
+                         "Ed25519 certificates, which detour serve takes)");
+      }
+    }
+    throw cert_error(cert_name + " holds no PEM certificate");
+  }
   if (wolfSSL_X509_get_isCA(x.get()) != 1) {
     throw cert_error(cert_name +
                      " is not a CA certificate (no basicConstraints CA:TRUE): give the CA that "

@@ -348,10 +348,12 @@ void connection::handle_liberror(int rv) {
 void connection::log_open(std::string client) {
   const std::string alpn = tls_->alpn();
   if (client.empty()) {
-    // Under mutual TLS a resumed session was verified when it began (its ticket is issued only
-    // after that); "-" would read as "no certificate". Its subject is known unless forgotten.
-    const bool verified_before = tls_->resumed() && !server_.config().client_ca_file.empty();
-    client = verified_before ? "(resumed)" : "-";
+    // Under mutual TLS every session was verified ("-" would read as "no certificate"): a
+    // resumed one when it began (its ticket is issued only after that), its subject known
+    // unless forgotten; a full handshake's subject can be unreadable (an Ed25519 certificate,
+    // tls_session::peer_subject).
+    const bool mutual = !server_.config().client_ca_file.empty();
+    client = !mutual ? "-" : tls_->resumed() ? "(resumed)" : "(verified)";
   }
   server_.log().info("conn.open", {{"conn", log_id_},
                                    {"peer", remote_.to_string()},

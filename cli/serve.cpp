@@ -41,7 +41,7 @@ options:
   --listen ADDR:PORT     where to listen (UDP); repeatable; IPv6 in brackets
                          (default 127.0.0.1:2888, g3proxy's default port)
   --cert FILE            PEM certificate chain (server first, then intermediates)
-  --key FILE             PEM private key of --cert
+  --key FILE             PEM private key of --cert (ECDSA, RSA or Ed25519)
   --client-ca FILE       PEM CA certificates: require a client certificate that chains to
                          one of them (mutual TLS); without it no client certificate is asked
   --alpn NAME[,NAME...]  accept only these ALPN names when a client offers ALPN; a client

@@ -8,6 +8,7 @@
 #include <wolfssl/options.h> // must precede every other wolfSSL header
 
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h> // DecodedCert: wolfCrypt's own certificate parser
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/hmac.h>
 
@@ -25,6 +26,7 @@
 #include <iterator>
 #include <mutex>
 #include <optional>
+#include <span>
 
 namespace detour::cli {
 
@@ -154,9 +156,60 @@ int new_session_cb(WOLFSSL* ssl, WOLFSSL_SESSION* session) {
   return 1; // we keep the reference
 }
 
+// What the server reads from a certificate. wolfSSL's X509 objects cannot hold one with an
+// Ed25519 key (its OpenSSL-compatible layer has no Ed25519 public key type, so loading or
+// copying one fails) although TLS verifies and uses them: these come from wolfCrypt's own
+// parser instead, which reads every certificate TLS accepts.
+struct certificate_facts {
+  std::string subject; // "/O=detour/CN=g3proxy", as wolfSSL_X509_NAME_oneline writes it
+  bool ca = false;     // basicConstraints CA:TRUE
+  std::optional<std::int64_t> not_before, not_after; // seconds since the Unix epoch
+};
+
+// An ASN.1 UTCTime or GeneralizedTime field (tag and length first) in seconds.
+std::optional<std::int64_t> asn_time_seconds(const byte* field, int size) {
+  const byte* date = nullptr;
+  byte format = 0;
+  int length = 0;
+  std::tm tm{};
+  if (!field || size <= 0 || wc_GetDateInfo(field, size, &date, &format, &length) != 0 ||
+      wc_GetDateAsCalendarTime(date, length, format, &tm) != 0) {
+    return std::nullopt;
+  }
+  return static_cast<std::int64_t>(::timegm(&tm));
+}
+
+std::optional<certificate_facts> parse_certificate(std::span<const unsigned char> der) {
+  DecodedCert cert;
+  wc_InitDecodedCert(&cert, der.data(), static_cast<word32>(der.size()), nullptr);
+  std::optional<certificate_facts> facts;
+  if (wc_ParseCert(&cert, CERT_TYPE, NO_VERIFY, nullptr) == 0) {
+    facts.emplace();
+    facts->subject = cert.subject;
+    facts->ca = cert.isCA;
+    facts->not_before = asn_time_seconds(cert.beforeDate, cert.beforeDateLen);
+    facts->not_after = asn_time_seconds(cert.afterDate, cert.afterDateLen);
+  }
+  wc_FreeDecodedCert(&cert);
+  return facts;
+}
+
+// The first certificate of a PEM file.
+std::optional<certificate_facts> first_certificate(const std::string& pem_file) {
+  std::ifstream in(pem_file, std::ios::binary);
+  if (!in) return std::nullopt;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<unsigned char> der(text.size());
+  const int n = wc_CertPemToDer(reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()), der.data(),
+                                static_cast<int>(der.size()), CERT_TYPE);
+  if (n <= 0) return std::nullopt;
+  return parse_certificate({der.data(), static_cast<std::size_t>(n)});
+}
+
 // Why a PEM file did not load, when the file itself says (wolfSSL often gives no reason):
-// unreadable, not PEM, the other kind of PEM block, an encrypted key, an Ed25519 or Ed448 key
-// (this build signs with ECDSA and RSA only). Empty when nothing explains it.
+// unreadable, not PEM, the other kind of PEM block, an encrypted key, an Ed448 key (this build
+// signs with ECDSA, RSA and Ed25519). Empty when nothing explains it.
 std::string pem_problem(const std::string& path, bool want_certificate) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::strerror(errno);
@@ -171,8 +224,8 @@ std::string pem_problem(const std::string& path, bool want_certificate) {
   if (!want_certificate && text.find("ENCRYPTED PRIVATE KEY") != std::string::npos)
     return "the key is encrypted with a passphrase: give it unencrypted (openssl pkey -in KEY "
            "-out KEY.plain)";
-  // The OIDs of Ed25519 (1.3.101.112) and Ed448 (1.3.101.113), DER 06 03 2B 65 70 / 71, in the
-  // first block's DER (wolfSSL's PEM reading does not depend on the key's algorithm).
+  // The OID of Ed448 (1.3.101.113), DER 06 03 2B 65 71, in the first block's DER (wolfSSL's
+  // PEM reading does not depend on the key's algorithm).
   std::vector<unsigned char> der(text.size());
   const auto* pem = reinterpret_cast<const unsigned char*>(text.data());
   const int n = want_certificate ? wc_CertPemToDer(pem, static_cast<int>(text.size()), der.data(),
@@ -181,10 +234,9 @@ std::string pem_problem(const std::string& path, bool want_certificate) {
                                                   static_cast<int>(der.size()), nullptr);
   const std::string_view bytes(reinterpret_cast<const char*>(der.data()),
                                n > 0 ? static_cast<std::size_t>(n) : 0);
-  for (const char last : {'\x70', '\x71'}) {
-    if (bytes.find(std::string{'\x06', '\x03', '\x2b', '\x65', last}) != std::string_view::npos)
-      return "an Ed25519 or Ed448 key: use an ECDSA (P-256, P-384) or RSA certificate";
-  }
+  if (bytes.find(std::string{'\x06', '\x03', '\x2b', '\x65', '\x71'}) != std::string_view::npos)
+    return "an Ed448 key: use an Ed25519, ECDSA (P-256, P-384) or RSA certificate (g3proxy's "
+           "TLS library does not check Ed448 signatures either)";
   return {};
 }
 
@@ -390,11 +442,8 @@ tls_context tls_context::server(const tls_server_config& config) {
       fail("cannot load the client CA file " + config.client_ca_file);
     }
     // A leaf here (say server.pem for ca.pem) loads, and then every client is refused.
-    if (WOLFSSL_X509* x = wolfSSL_X509_load_certificate_file(config.client_ca_file.c_str(),
-                                                             WOLFSSL_FILETYPE_PEM)) {
-      const bool ca = wolfSSL_X509_get_isCA(x) == 1;
-      wolfSSL_X509_free(x);
-      if (!ca) {
+    if (const auto first = first_certificate(config.client_ca_file)) {
+      if (!first->ca) {
         throw tls_error("the client CA file " + config.client_ca_file +
                         " starts with a certificate that is not a CA (no basicConstraints "
                         "CA:TRUE): give the CA that issued g3proxy's client certificate, such "
@@ -458,18 +507,9 @@ tls_context tls_context::client(const tls_client_config& config) {
 
 std::optional<certificate_validity> read_certificate_validity(const std::string& pem_file) {
   init_wolfssl_once();
-  WOLFSSL_X509* x = wolfSSL_X509_load_certificate_file(pem_file.c_str(), WOLFSSL_FILETYPE_PEM);
-  if (!x) return std::nullopt;
-  const auto seconds = [](const WOLFSSL_ASN1_TIME* t) -> std::optional<std::int64_t> {
-    std::tm tm{};
-    if (!t || wolfSSL_ASN1_TIME_to_tm(t, &tm) != WOLFSSL_SUCCESS) return std::nullopt;
-    return static_cast<std::int64_t>(::timegm(&tm));
-  };
-  const auto from = seconds(wolfSSL_X509_get_notBefore(x));
-  const auto to = seconds(wolfSSL_X509_get_notAfter(x));
-  wolfSSL_X509_free(x);
-  if (!from || !to) return std::nullopt;
-  return certificate_validity{*from, *to};
+  const auto first = first_certificate(pem_file);
+  if (!first || !first->not_before || !first->not_after) return std::nullopt;
+  return certificate_validity{*first->not_before, *first->not_after};
 }
 
 WOLFSSL_CTX* tls_context::native_handle() const noexcept {
@@ -543,17 +583,19 @@ std::string tls_session::peer_subject() {
     unsigned len = 0;
     if (const unsigned char* p = wolfSSL_SESSION_get_id(session, &len)) id = {p, len};
   }
-  WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl_);
-  if (!peer) {
+  std::string subject;
+  if (WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(ssl_)) {
+    std::array<char, 256> buf{};
+    wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(peer), buf.data(),
+                              static_cast<int>(buf.size()));
+    wolfSSL_X509_free(peer);
+    subject = buf.data();
+  }
+  if (subject.empty()) {
     // Resumed: no certificate came, the one verified when the session began stands.
     if (context_->identities && resumed() && !id.empty()) return context_->identities->find(id);
     return {};
   }
-  std::array<char, 256> buf{};
-  wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(peer), buf.data(),
-                            static_cast<int>(buf.size()));
-  wolfSSL_X509_free(peer);
-  std::string subject = buf.data();
   if (context_->identities && !id.empty()) context_->identities->remember(id, subject);
   return subject;
 }

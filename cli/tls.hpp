@@ -154,11 +154,13 @@ public:
   /// After the handshake: whether a session ticket was used (resumption).
   bool resumed() const noexcept;
   /// After the handshake: the subject of the peer's certificate ("/O=detour/CN=g3proxy"),
-  /// empty when it sent none. A resumed session exchanges no certificates; on the server side
-  /// it then names the certificate verified by the full handshake its ticket comes from, which
-  /// the context remembers (tls_server_config::remembered_identities sessions at most),
-  /// and is empty when that was forgotten. Call it once per session, after the handshake: a
-  /// full handshake's subject is recorded for the session's later resumptions here.
+  /// empty when it sent none, or when this wolfSSL cannot make an X509 object of it (an
+  /// Ed25519 certificate: TLS verifies it, the OpenSSL-compatible layer has no such key type). A
+  /// resumed session exchanges no certificates; on the server side it then names the certificate
+  /// verified by the full handshake its ticket comes from, which the context remembers
+  /// (tls_server_config::remembered_identities sessions at most), and is empty when that was
+  /// forgotten. Call it once per session, after the handshake: a full handshake's subject is
+  /// recorded for the session's later resumptions here.
   std::string peer_subject();
   /// The negotiated cipher suite name.
   std::string cipher() const;

@@ -3,6 +3,7 @@
 // subjectAltNames (DNS syntax, no unspecified address), the common name, and an existing CA
 // (a CA, valid now, its key matching), and the days a leaf may last under a CA.
 #include "certs.hpp"
+#include "ed25519_fixtures.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -11,6 +12,7 @@
 #include <string>
 
 using namespace detour::cli;
+using namespace detour::cli::test;
 using Catch::Matchers::ContainsSubstring;
 
 namespace {
@@ -119,6 +121,13 @@ TEST_CASE("check_ca refuses a certificate that is not a CA, even with its own ke
                check_ca({"no PEM here", ca.private_key}, "x.pem", "ca.key", 0);
              }),
              ContainsSubstring("x.pem holds no PEM certificate"));
+}
+
+TEST_CASE("check_ca names an Ed25519 CA, which it cannot sign with", "[certs]") {
+  CHECK(refusal([&] {
+          check_ca({ed25519_ca_pem, ed25519_ca_key}, "ca.pem", "ca.key", std::time(nullptr));
+        }) == "ca.pem is an Ed25519 CA: detour cert signs with an ECDSA P-256 CA only (openssl "
+              "makes Ed25519 certificates, which detour serve takes)");
 }
 
 TEST_CASE("check_ca refuses a CA that expired or is not valid yet", "[certs]") {

@@ -7,6 +7,7 @@
 
 #include "alpn.hpp"
 #include "certs.hpp"
+#include "ed25519_fixtures.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 
@@ -28,6 +29,7 @@
 #include <vector>
 
 using namespace detour::cli;
+using namespace detour::cli::test;
 
 namespace {
 
@@ -228,19 +230,10 @@ TEST_CASE("tls_context names the file it cannot use", "[tls]") {
         std::string::npos);
   std::ofstream(dir.path / "server.der", std::ios::binary) << std::string("\x30\x82\x01\x0a", 4);
   CHECK(refusal(dir.path / "server.der", paths.server_key).find("not PEM") != std::string::npos);
-  // An Ed25519 certificate (openssl req -x509 -newkey ed25519): this build signs with ECDSA
-  // and RSA only.
-  std::ofstream(dir.path / "ed25519.pem")
-      << "-----BEGIN CERTIFICATE-----\n"
-         "MIIBPzCB8qADAgECAhQTmPKoHPAK9MZl5uQDxXf6RI2iHTAFBgMrZXAwDTELMAkG\n"
-         "A1UEAwwCZWQwHhcNMjYxMTI3MDkxNTI2WhcNMjYxMjI3MDkxNTI2WjANMQswCQYD\n"
-         "VQQDDAJlZDAqMAUGAytlcAMhAAohpjDtqStHjzEWMM4D80r9XMiqCGaEnPMtz88x\n"
-         "dBWLo2QwYjAdBgNVHQ4EFgQUIE8c0kmzm4Sx1fiR7QGLTzqEINUwHwYDVR0jBBgw\n"
-         "FoAUIE8c0kmzm4Sx1fiR7QGLTzqEINUwDwYDVR0TAQH/BAUwAwEB/zAPBgNVHREE\n"
-         "CDAGhwR/AAABMAUGAytlcANBAJfefy5ANd3L5M7I9faM2792j6M7/3QZZqZx0UVU\n"
-         "gVxaTyLNGq9kBEc/9SKVphhMbXYHSk47ve3I2OTMVVr7DQw=\n"
-         "-----END CERTIFICATE-----\n";
-  CHECK(refusal(dir.path / "ed25519.pem", paths.server_key).find("Ed25519") != std::string::npos);
+  // An Ed448 certificate (openssl req -x509 -newkey ed448): this build signs with ECDSA, RSA
+  // and Ed25519, and rustls (g3proxy) could not check Ed448 either.
+  std::ofstream(dir.path / "ed448.pem") << ed448_pem;
+  CHECK(refusal(dir.path / "ed448.pem", paths.server_key).find("Ed448") != std::string::npos);
   CHECK(refusal(paths.server_certificate, paths.server_key) == "accepted");
 }
 
@@ -441,4 +434,32 @@ TEST_CASE("read_certificate_validity reads a certificate's dates, and classify_d
   CHECK_FALSE(read_certificate_validity((dir.path / "missing.pem").string()));
   std::ofstream(dir.path / "garbage.pem") << "not a certificate\n";
   CHECK_FALSE(read_certificate_validity((dir.path / "garbage.pem").string()));
+}
+
+TEST_CASE("Ed25519 certificates serve; their dates and CA flag are read", "[tls][cert]") {
+  temp_dir dir;
+  write_file(dir.path / "ca.pem", ed25519_ca_pem, 0644);
+  write_file(dir.path / "server.pem", ed25519_leaf_pem, 0644);
+  write_file(dir.path / "server.key", ed25519_leaf_key, 0600);
+  tls_server_config sc;
+  sc.certificate_file = (dir.path / "server.pem").string();
+  sc.private_key_file = (dir.path / "server.key").string();
+  CHECK_NOTHROW(tls_context::server(sc));
+
+  // wolfSSL's X509 objects refuse Ed25519 keys: the dates come from wolfCrypt's parser.
+  const auto v = read_certificate_validity(sc.certificate_file);
+  REQUIRE(v);
+  CHECK(v->not_before == 1795779378); // 2026-11-27T11:36:18Z
+  CHECK(v->not_after == 2111139378);  // 2036-11-24T11:36:18Z
+
+  // The client CA check reads the CA flag the same way: the CA passes, the leaf is refused.
+  sc.client_ca_file = (dir.path / "ca.pem").string();
+  CHECK_NOTHROW(tls_context::server(sc));
+  sc.client_ca_file = (dir.path / "server.pem").string();
+  try {
+    tls_context::server(sc);
+    FAIL("an Ed25519 leaf was taken as the client CA");
+  } catch (const tls_error& e) {
+    CHECK(std::string(e.what()).find("not a CA") != std::string::npos);
+  }
 }
