@@ -156,13 +156,12 @@ int new_session_cb(WOLFSSL* ssl, WOLFSSL_SESSION* session) {
   return 1; // we keep the reference
 }
 
-// What the server reads from a certificate. wolfSSL's X509 objects cannot hold one with an
-// Ed25519 key (its OpenSSL-compatible layer has no Ed25519 public key type, so loading or
-// copying one fails) although TLS verifies and uses them: these come from wolfCrypt's own
-// parser instead, which reads every certificate TLS accepts.
+// What the server checks in its certificate files. wolfSSL's X509 objects cannot hold a
+// certificate with an Ed25519 key (its OpenSSL-compatible layer has no Ed25519 public key
+// type, so loading one fails) although TLS verifies and uses them: these come from wolfCrypt's
+// own parser instead, which reads every certificate TLS accepts.
 struct certificate_facts {
-  std::string subject; // "/O=detour/CN=g3proxy", as wolfSSL_X509_NAME_oneline writes it
-  bool ca = false;     // basicConstraints CA:TRUE
+  bool ca = false; // basicConstraints CA:TRUE
   std::optional<std::int64_t> not_before, not_after; // seconds since the Unix epoch
 };
 
@@ -185,7 +184,6 @@ std::optional<certificate_facts> parse_certificate(std::span<const unsigned char
   std::optional<certificate_facts> facts;
   if (wc_ParseCert(&cert, CERT_TYPE, NO_VERIFY, nullptr) == 0) {
     facts.emplace();
-    facts->subject = cert.subject;
     facts->ca = cert.isCA;
     facts->not_before = asn_time_seconds(cert.beforeDate, cert.beforeDateLen);
     facts->not_after = asn_time_seconds(cert.afterDate, cert.afterDateLen);
