@@ -5,6 +5,7 @@
 #pragma once
 
 #include "event_loop.hpp"
+#include "id_queue.hpp"
 #include "pmtud.hpp"
 #include "qlog.hpp"
 #include "quic_stream.hpp"
@@ -17,7 +18,6 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -150,7 +150,7 @@ private:
     bool queued = false;
   };
   std::unordered_map<std::int64_t, stream_slot> streams_;
-  std::deque<std::int64_t> send_queue_;
+  id_queue send_queue_;
 
   send_budget tx_budget_; // before tasks_: their streams use it until they are destroyed
   task_set tasks_;
