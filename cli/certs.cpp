@@ -2,6 +2,8 @@
 // cli/certs.cpp: certificate generation with wolfCrypt (see certs.hpp).
 #include "certs.hpp"
 
+#include "tls.hpp"
+
 #include <wolfssl/options.h> // must precede every other wolfSSL header
 
 #include <wolfssl/ssl.h>
@@ -251,21 +253,12 @@ ca_validity check_ca(const pem_credentials& ca, const std::string& cert_name,
       static_cast<int>(ca.certificate.size()), WOLFSSL_FILETYPE_PEM));
   if (!x) {
     // wolfSSL's X509 objects take no Ed25519 or Ed448 key; wolfCrypt's parser names it.
-    std::vector<unsigned char> der(ca.certificate.size());
-    const int n = wc_CertPemToDer(reinterpret_cast<const unsigned char*>(ca.certificate.data()),
-                                  static_cast<int>(ca.certificate.size()), der.data(),
-                                  static_cast<int>(der.size()), CERT_TYPE);
-    if (n > 0) {
-      DecodedCert cert;
-      wc_InitDecodedCert(&cert, der.data(), static_cast<word32>(n), nullptr);
-      const bool parsed = wc_ParseCert(&cert, CERT_TYPE, NO_VERIFY, nullptr) == 0;
-      const word32 key = cert.keyOID;
-      wc_FreeDecodedCert(&cert);
-      if (parsed && (key == ED25519k || key == ED448k)) {
-        throw cert_error(cert_name + " is an " + (key == ED25519k ? "Ed25519" : "Ed448") +
-                         " CA: detour cert signs with an ECDSA P-256 CA only (openssl makes "
-                         "Ed25519 certificates, which detour serve takes)");
-      }
+    if (const auto facts = read_pem_certificate(ca.certificate);
+        facts && facts->key_type != certificate_facts::key::other) {
+      const bool ed25519 = facts->key_type == certificate_facts::key::ed25519;
+      throw cert_error(cert_name + " is an " + (ed25519 ? "Ed25519" : "Ed448") +
+                       " CA: detour cert signs with an ECDSA P-256 CA only (openssl makes "
+                       "Ed25519 certificates, which detour serve takes)");
     }
     throw cert_error(cert_name + " holds no PEM certificate");
   }

@@ -128,12 +128,21 @@ inline bool covers(const policy_rule& earlier, const policy_rule& later) {
       return std::any_of(outer.begin(), outer.end(), [&](const auto& o) { return inside(x, o); });
     });
   };
+  // A list clause: absent in `earlier`, or present in `later` with all of it inside.
+  const auto list_covers = [&](const auto& outer, const auto& inner, const auto& inside) {
+    return outer.empty() || (!inner.empty() && within_all(inner, outer, inside));
+  };
   const auto same = [](const auto& x, const auto& o) { return x == o; };
   const auto subnet_in = [](const ip_subnet& x, const ip_subnet& o) {
     return o.prefix <= x.prefix && o.contains(x.base);
   };
-  if (!earlier.protocols.empty() &&
-      (later.protocols.empty() || !within_all(later.protocols, earlier.protocols, same)))
+  const auto port_in = [](const port_range& x, const port_range& o) {
+    return o.first <= x.first && x.last <= o.last;
+  };
+  if (!list_covers(earlier.protocols, later.protocols, same) ||
+      !list_covers(earlier.ips, later.ips, subnet_in) ||
+      !list_covers(earlier.ports, later.ports, port_in) ||
+      !list_covers(earlier.clients, later.clients, subnet_in))
     return false;
   if (earlier.has_host_clause()) {
     if (!later.has_host_clause()) return false;
@@ -152,23 +161,12 @@ inline bool covers(const policy_rule& earlier, const policy_rule& later) {
         !std::all_of(later.suffixes.begin(), later.suffixes.end(), suffix_in))
       return false;
   }
-  if (!earlier.ips.empty() && (later.ips.empty() || !within_all(later.ips, earlier.ips, subnet_in)))
-    return false;
-  if (!earlier.ports.empty() &&
-      (later.ports.empty() ||
-       !within_all(later.ports, earlier.ports, [](const port_range& x, const port_range& o) {
-         return o.first <= x.first && x.last <= o.last;
-       })))
-    return false;
   if (earlier.has_user_clause()) {
     if (!later.has_user_clause()) return false;
     if (later.user_none && !earlier.user_none) return false;
     if (later.user_any && !earlier.user_any) return false;
     if (!earlier.user_any && !within_all(later.users, earlier.users, same)) return false;
   }
-  if (!earlier.clients.empty() &&
-      (later.clients.empty() || !within_all(later.clients, earlier.clients, subnet_in)))
-    return false;
   return true;
 }
 

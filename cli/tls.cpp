@@ -26,7 +26,6 @@
 #include <iterator>
 #include <mutex>
 #include <optional>
-#include <span>
 
 namespace detour::cli {
 
@@ -156,15 +155,6 @@ int new_session_cb(WOLFSSL* ssl, WOLFSSL_SESSION* session) {
   return 1; // we keep the reference
 }
 
-// What the server checks in its certificate files. wolfSSL's X509 objects cannot hold a
-// certificate with an Ed25519 key (its OpenSSL-compatible layer has no Ed25519 public key
-// type, so loading one fails) although TLS verifies and uses them: these come from wolfCrypt's
-// own parser instead, which reads every certificate TLS accepts.
-struct certificate_facts {
-  bool ca = false; // basicConstraints CA:TRUE
-  std::optional<std::int64_t> not_before, not_after; // seconds since the Unix epoch
-};
-
 // An ASN.1 UTCTime or GeneralizedTime field (tag and length first) in seconds.
 std::optional<std::int64_t> asn_time_seconds(const byte* field, int size) {
   const byte* date = nullptr;
@@ -178,31 +168,12 @@ std::optional<std::int64_t> asn_time_seconds(const byte* field, int size) {
   return static_cast<std::int64_t>(::timegm(&tm));
 }
 
-std::optional<certificate_facts> parse_certificate(std::span<const unsigned char> der) {
-  DecodedCert cert;
-  wc_InitDecodedCert(&cert, der.data(), static_cast<word32>(der.size()), nullptr);
-  std::optional<certificate_facts> facts;
-  if (wc_ParseCert(&cert, CERT_TYPE, NO_VERIFY, nullptr) == 0) {
-    facts.emplace();
-    facts->ca = cert.isCA;
-    facts->not_before = asn_time_seconds(cert.beforeDate, cert.beforeDateLen);
-    facts->not_after = asn_time_seconds(cert.afterDate, cert.afterDateLen);
-  }
-  wc_FreeDecodedCert(&cert);
-  return facts;
-}
-
 // The first certificate of a PEM file.
 std::optional<certificate_facts> first_certificate(const std::string& pem_file) {
   std::ifstream in(pem_file, std::ios::binary);
   if (!in) return std::nullopt;
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<unsigned char> der(text.size());
-  const int n = wc_CertPemToDer(reinterpret_cast<const unsigned char*>(text.data()),
-                                static_cast<int>(text.size()), der.data(),
-                                static_cast<int>(der.size()), CERT_TYPE);
-  if (n <= 0) return std::nullopt;
-  return parse_certificate({der.data(), static_cast<std::size_t>(n)});
+  return read_pem_certificate(text);
 }
 
 // Why a PEM file did not load, when the file itself says (wolfSSL often gives no reason):
@@ -501,6 +472,27 @@ tls_context tls_context::client(const tls_client_config& config) {
     wolfSSL_CTX_sess_set_new_cb(st->ctx, new_session_cb);
   }
   return tls_context(std::move(st));
+}
+
+std::optional<certificate_facts> read_pem_certificate(std::string_view pem) {
+  std::vector<unsigned char> der(pem.size());
+  const int n = wc_CertPemToDer(reinterpret_cast<const unsigned char*>(pem.data()),
+                                static_cast<int>(pem.size()), der.data(),
+                                static_cast<int>(der.size()), CERT_TYPE);
+  if (n <= 0) return std::nullopt;
+  DecodedCert cert;
+  wc_InitDecodedCert(&cert, der.data(), static_cast<word32>(n), nullptr);
+  std::optional<certificate_facts> facts;
+  if (wc_ParseCert(&cert, CERT_TYPE, NO_VERIFY, nullptr) == 0) {
+    facts.emplace();
+    if (cert.keyOID == ED25519k) facts->key_type = certificate_facts::key::ed25519;
+    if (cert.keyOID == ED448k) facts->key_type = certificate_facts::key::ed448;
+    facts->ca = cert.isCA;
+    facts->not_before = asn_time_seconds(cert.beforeDate, cert.beforeDateLen);
+    facts->not_after = asn_time_seconds(cert.afterDate, cert.afterDateLen);
+  }
+  wc_FreeDecodedCert(&cert);
+  return facts;
 }
 
 std::optional<certificate_validity> read_certificate_validity(const std::string& pem_file) {

@@ -172,6 +172,19 @@ private:
   WOLFSSL* ssl_ = nullptr;
 };
 
+/// What wolfCrypt's own certificate parser reads from the first certificate of a PEM text.
+/// wolfSSL's X509 objects cannot hold a certificate with an Ed25519 key (its OpenSSL-compatible
+/// layer has no Ed25519 public key type, so loading one fails) although TLS verifies and uses
+/// them: this reads every certificate TLS accepts.
+struct certificate_facts {
+  enum class key { other, ed25519, ed448 };
+  key key_type = key::other;
+  bool ca = false;                                   ///< basicConstraints CA:TRUE
+  std::optional<std::int64_t> not_before, not_after; ///< seconds since the Unix epoch
+};
+/// nullopt when the text holds no certificate wolfCrypt can parse.
+std::optional<certificate_facts> read_pem_certificate(std::string_view pem);
+
 /// The validity period of the first certificate in a PEM file, in seconds since the epoch (UTC).
 struct certificate_validity {
   std::int64_t not_before = 0;
