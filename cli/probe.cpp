@@ -87,6 +87,11 @@ options (all modes):
 load and handshakes:
   --tasks N               tasks to run (default 1000; handshakes: 200)
   --concurrency N         tasks in flight at once (default 64; handshakes: 8)
+  --rate N                start N tasks per second on a fixed schedule (open loop) instead
+                          of a new one as each ends; --concurrency still caps those in
+                          flight, and latencies count from when each task was due, so a
+                          server that falls behind shows in p99 (the latency at a given load,
+                          where the default measures the most the server can do)
   --bytes SIZE            relay bytes each way per task (default 16k; handshakes: 1k)
   --relay-data KIND       load: pattern (default: --bytes of seeded data) or protocol: a real
                           conversation of --protocol (smtp, imap, http_2, websocket), in turns,
@@ -114,6 +119,7 @@ examples:
                      --cert /etc/detour/client.pem --key /etc/detour/client.key
   detour probe check --expect-action block --json      # a server that blocks everything
   detour probe load --tasks 20000 --concurrency 256 --bytes 64k
+  detour probe load --tasks 60000 --rate 20000 --bytes 1k  # p99 at 20,000 tasks/s
   detour probe throughput --streams 4 --bytes 256m
   detour probe handshakes --tasks 1000 --concurrency 16
   detour probe abuse --case header --abuse-wait 2s
@@ -252,6 +258,8 @@ parsed parse(args a) {
     } else if (r.is("--concurrency")) {
       o.concurrency = r.number(1, 100'000);
       p.concurrency_given = true;
+    } else if (r.is("--rate")) {
+      o.rate = r.number(1, 10'000'000);
     } else if (r.is("--bytes")) {
       o.bytes = r.size(0, std::uint64_t{1} << 40); // a terabyte per task: beyond any test
       p.bytes_given = true;
@@ -285,6 +293,8 @@ parsed parse(args a) {
     if (!p.bytes_given) o.bytes = 1024;
   }
   if (o.mode == "throughput" && !p.bytes_given) o.bytes = 64 * 1024 * 1024;
+  if (o.rate != 0 && o.mode != "load" && o.mode != "handshakes")
+    throw usage_error("--rate is for the load and handshakes modes");
   if (o.protocol_data) {
     if (o.mode != "load") throw usage_error("--relay-data protocol is for the load mode");
     if (!protocol_script(o.protocol))

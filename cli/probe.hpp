@@ -47,6 +47,9 @@ struct probe_options {
   // load, handshakes
   std::uint64_t tasks = 1000;
   std::uint64_t concurrency = 64;
+  /// Tasks started per second on a fixed schedule (open loop), at most |concurrency| in
+  /// flight; 0: closed loop, a new task as soon as one ends.
+  std::uint64_t rate = 0;
   std::uint64_t bytes = 16 * 1024;
   // throughput
   std::uint64_t streams = 1;

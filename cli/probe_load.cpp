@@ -28,26 +28,33 @@ struct tally {
   std::uint64_t passed = 0;
   std::uint64_t failed = 0;
   std::map<failure, kind> failures;
-  std::vector<std::uint64_t> latencies;        ///< of passed tasks: open to close
-  std::vector<std::uint64_t> answer_latencies; ///< of answered tasks: open to the 4-byte answer
-  std::uint64_t north_bytes = 0;               ///< verified echo, client -> remote direction
-  std::uint64_t south_bytes = 0;               ///< verified echo, remote -> client direction
+  std::vector<std::uint64_t> latencies;        ///< of passed tasks: open (or due) to close
+  std::vector<std::uint64_t> answer_latencies; ///< of answered tasks: to the 4-byte answer
+  /// Open loop (--rate): how late each task started against its schedule, and how many
+  /// started late because --concurrency tasks were in flight when they were due.
+  std::vector<std::uint64_t> start_lags;
+  std::uint64_t slot_waits = 0;
+  std::uint64_t north_bytes = 0; ///< verified echo, client -> remote direction
+  std::uint64_t south_bytes = 0; ///< verified echo, remote -> client direction
   nanoseconds first_start = 0;
   nanoseconds last_finish = 0;
 
-  void add(const task_result& r) {
+  /// |scheduled|: when an open-loop run (--rate) meant the task to start, from which its
+  /// latencies then count, the wait for a free slot included; 0: from the stream's opening.
+  void add(const task_result& r, nanoseconds scheduled = 0) {
+    const nanoseconds from = scheduled != 0 ? scheduled : r.started;
     if (r.ok()) {
       ++passed;
-      latencies.push_back(r.latency());
+      latencies.push_back(r.finished > from ? r.finished - from : 0);
     } else {
       ++failed;
       auto& k = failures[r.error];
       if (k.count++ == 0) k.first = r.detail;
     }
-    if (r.answered > r.started) answer_latencies.push_back(r.answered - r.started);
+    if (r.answered > r.started) answer_latencies.push_back(r.answered - from); // from <= started
     north_bytes += r.north_echoed;
     south_bytes += r.south_echoed;
-    if (r.started != 0 && (first_start == 0 || r.started < first_start)) first_start = r.started;
+    if (from != 0 && (first_start == 0 || from < first_start)) first_start = from;
     if (r.finished > last_finish) last_finish = r.finished;
   }
   std::uint64_t total() const noexcept { return passed + failed; }
@@ -67,19 +74,56 @@ double gbits(std::uint64_t bytes, nanoseconds elapsed) {
 }
 
 /// Keeps |concurrency| tasks in flight until |count| were submitted, then waits for them all.
+/// With a |rate| (tasks per second, --rate) the run is open-loop instead: task i is due at
+/// i / rate seconds from the start and starts then, or as soon as fewer than |concurrency| are
+/// in flight; its latency counts from when it was due, so a server that falls behind shows in
+/// the percentiles instead of slowing the schedule down.
 /// Returns false when the run's deadline cut it short (the rest failed with `deadline`).
 bool drive(probe_context& ctx, client_pool& pool, std::uint64_t count, std::uint64_t concurrency,
-           const std::function<task_plan(std::uint64_t)>& plan_for, tally& t) {
+           std::uint64_t rate, const std::function<task_plan(std::uint64_t)>& plan_for, tally& t) {
   std::uint64_t submitted = 0;
+  std::uint64_t in_flight = 0;
+  bool slots_full = false; // a due task found --concurrency in flight, and is still waiting
+  const open_loop_schedule schedule(rate, monotonic_now());
+  std::function<void()> submit_due;
+  timer pacer(ctx.loop, [&] { submit_due(); });
   std::function<void()> submit_one = [&] {
     const std::uint64_t index = submitted++;
-    pool.submit(plan_for(index), [&](const task_result& r) {
-      t.add(r);
-      if (submitted < count) submit_one();
+    nanoseconds due = 0;
+    if (rate != 0) {
+      due = schedule.due(index);
+      const nanoseconds now = monotonic_now();
+      t.start_lags.push_back(now > due ? now - due : 0);
+      if (slots_full) ++t.slot_waits;
+    }
+    ++in_flight;
+    pool.submit(plan_for(index), [&, due](const task_result& r) {
+      --in_flight;
+      t.add(r, due);
+      if (rate != 0)
+        submit_due();
+      else if (submitted < count)
+        submit_one();
     });
   };
-  while (submitted < std::min(count, concurrency)) submit_one();
+  submit_due = [&] {
+    const nanoseconds now = monotonic_now();
+    while (submitted < count && schedule.due(submitted) <= now) {
+      if (in_flight >= concurrency) {
+        slots_full = true; // a completion submits it
+        return;
+      }
+      submit_one();
+    }
+    slots_full = false;
+    if (submitted < count) pacer.arm_at(schedule.due(submitted)); // not due yet
+  };
+  if (rate != 0)
+    submit_due();
+  else
+    while (submitted < std::min(count, concurrency)) submit_one();
   const bool finished = pool.run_until([&] { return t.total() == count; }, ctx.deadline);
+  pacer.cancel();
   if (!finished) {
     submitted = count; // nothing new from here
     pool.shutdown("the run's deadline passed (--deadline)");
@@ -113,6 +157,43 @@ void write_pool(json_writer& j, const pool_stats& s) {
       .end_object();
 }
 
+/// "rate 13000/s, " in the first line of an open-loop run.
+std::string rate_text(std::uint64_t rate) {
+  return rate != 0 ? fmt::format("rate {}/s, ", rate) : std::string();
+}
+
+/// "target_rate": the --rate of an open-loop run, null for a closed loop.
+void write_target_rate(json_writer& j, std::uint64_t rate) {
+  j.key("target_rate");
+  if (rate != 0)
+    j.value(rate);
+  else
+    j.null();
+}
+
+/// Open loop: "start_lag" (when each task started against when it was due) and "slot_waits"
+/// (tasks that started late because --concurrency were in flight), or nulls for a closed loop.
+void write_schedule(json_writer& j, std::uint64_t rate, tally& t) {
+  if (rate == 0) {
+    j.key("start_lag").null().key("slot_waits").null();
+    return;
+  }
+  j.key("start_lag");
+  write_latency(j, summarize(t.start_lags));
+  j.field("slot_waits", t.slot_waits);
+}
+
+/// Open loop: how far behind its schedule the run started tasks. Late starts are in the
+/// latencies, which count from when each task was due.
+void print_schedule(const probe_options& o, tally& t) {
+  if (o.rate == 0) return;
+  const latency_summary lag = summarize(t.start_lags);
+  fmt::print("  schedule    {}/s asked; started late by p50 {}  p99 {}  max {}; {} waited for a "
+             "free slot (--concurrency {})\n",
+             o.rate, human_duration(lag.p50), human_duration(lag.p99), human_duration(lag.max),
+             t.slot_waits, o.concurrency);
+}
+
 std::string verdict(bool ok) {
   return ok ? "PASS" : "FAIL";
 }
@@ -124,16 +205,16 @@ int run_load(probe_context& ctx) {
   client_pool pool(ctx.loop, ctx.tls, o.pool, ctx.log);
   const std::uint64_t bytes = o.bytes;
   if (!o.json) {
-    fmt::print("load: {} {} tasks against {} (concurrency {}, {} each way, {} connections x {} "
+    fmt::print("load: {} {} tasks against {} ({}concurrency {}, {} each way, {} connections x {} "
                "tasks)\n",
-               o.tasks, o.protocol, o.pool.quic.server.to_string(), o.concurrency,
-               human_bytes(bytes), o.pool.connections, o.pool.reuse_limit);
+               o.tasks, o.protocol, o.pool.quic.server.to_string(), rate_text(o.rate),
+               o.concurrency, human_bytes(bytes), o.pool.connections, o.pool.reuse_limit);
     std::fflush(stdout);
   }
   tally t;
   const double cpu0 = cpu_seconds();
   const bool in_time = drive(
-      ctx, pool, o.tasks, o.concurrency,
+      ctx, pool, o.tasks, o.concurrency, o.rate,
       [&](std::uint64_t i) { return protocol_plan(o, o.protocol, i, bytes); }, t);
   const double cpu = cpu_seconds() - cpu0;
   const nanoseconds elapsed = t.last_finish > t.first_start ? t.last_finish - t.first_start : 0;
@@ -151,8 +232,9 @@ int run_load(probe_context& ctx) {
         .field("server", o.pool.quic.server.to_string())
         .field("protocol", o.protocol)
         .field("tasks", o.tasks)
-        .field("concurrency", o.concurrency)
-        .field("bytes_each_way", bytes)
+        .field("concurrency", o.concurrency);
+    write_target_rate(j, o.rate);
+    j.field("bytes_each_way", bytes)
         .field("passed", t.passed)
         .field("failed", t.failed)
         .field("elapsed_s", static_cast<double>(elapsed) / 1e9)
@@ -161,6 +243,7 @@ int run_load(probe_context& ctx) {
     write_latency(j, lat);
     j.key("answer_latency");
     write_latency(j, ans);
+    write_schedule(j, o.rate, t);
     j.field("north_gbit_s", gbits(t.north_bytes, elapsed))
         .field("south_gbit_s", gbits(t.south_bytes, elapsed))
         .field("client_cpu_s", cpu);
@@ -171,17 +254,20 @@ int run_load(probe_context& ctx) {
   } else {
     fmt::print("  passed      {} / {}\n", t.passed, o.tasks);
     fmt::print("  rate        {:.1f} tasks/s over {}\n", rate, human_duration(elapsed));
+    print_schedule(o, t);
     // Percentiles of nothing would read as 0 us: say there is nothing to measure.
     if (lat.count == 0)
       fmt::print("  latency     none: no task passed\n");
     else
-      fmt::print("  latency     p50 {}  p99 {}  max {}\n", human_duration(lat.p50),
-                 human_duration(lat.p99), human_duration(lat.max));
+      fmt::print("  latency     p50 {}  p99 {}  max {}{}\n", human_duration(lat.p50),
+                 human_duration(lat.p99), human_duration(lat.max),
+                 o.rate != 0 ? "  (from when each task was due)" : "");
     if (ans.count == 0)
       fmt::print("  answer      none: no answer arrived\n");
     else
-      fmt::print("  answer      p50 {}  p99 {}  max {}  (open to the 4-byte answer)\n",
-                 human_duration(ans.p50), human_duration(ans.p99), human_duration(ans.max));
+      fmt::print("  answer      p50 {}  p99 {}  max {}  ({} to the 4-byte answer)\n",
+                 human_duration(ans.p50), human_duration(ans.p99), human_duration(ans.max),
+                 o.rate != 0 ? "due" : "open");
     fmt::print("  throughput  client->remote {:.3f} Gbit/s  remote->client {:.3f} Gbit/s "
                "(verified echo)\n",
                gbits(t.north_bytes, elapsed), gbits(t.south_bytes, elapsed));
@@ -285,9 +371,9 @@ int run_handshakes(probe_context& ctx) {
   pc.dial_on_demand = true; // exactly one connection per task, none kept in reserve
   client_pool pool(ctx.loop, ctx.tls, pc, ctx.log);
   if (!o.json) {
-    fmt::print("handshakes: {} connections, {} at once, one {} task of {} each way each, against "
-               "{}\n",
-               o.tasks, o.concurrency, o.protocol, human_bytes(o.bytes),
+    fmt::print("handshakes: {} connections, {}{} at once, one {} task of {} each way each, "
+               "against {}\n",
+               o.tasks, rate_text(o.rate), o.concurrency, o.protocol, human_bytes(o.bytes),
                o.pool.quic.server.to_string());
     std::fflush(stdout);
   }
@@ -295,7 +381,7 @@ int run_handshakes(probe_context& ctx) {
   const double cpu0 = cpu_seconds();
   const nanoseconds t0 = monotonic_now();
   const bool in_time = drive(
-      ctx, pool, o.tasks, o.concurrency,
+      ctx, pool, o.tasks, o.concurrency, o.rate,
       [&](std::uint64_t i) { return protocol_plan(o, o.protocol, i, o.bytes); }, t);
   const nanoseconds elapsed = monotonic_now() - t0;
   const double cpu = cpu_seconds() - cpu0;
@@ -311,8 +397,9 @@ int run_handshakes(probe_context& ctx) {
         .field("mode", "handshakes")
         .field("server", o.pool.quic.server.to_string())
         .field("connections", o.tasks)
-        .field("concurrency", o.concurrency)
-        .field("handshakes", ps.handshakes)
+        .field("concurrency", o.concurrency);
+    write_target_rate(j, o.rate);
+    j.field("handshakes", ps.handshakes)
         .field("resumed", ps.resumed)
         .field("connections_per_s", rate)
         .field("elapsed_s", static_cast<double>(elapsed) / 1e9)
@@ -321,6 +408,7 @@ int run_handshakes(probe_context& ctx) {
     write_latency(j, hs);
     j.key("task_latency");
     write_latency(j, lat);
+    write_schedule(j, o.rate, t);
     j.field("passed", t.passed).field("failed", t.failed);
     write_pool(j, ps);
     write_failures(j, t);
@@ -330,13 +418,15 @@ int run_handshakes(probe_context& ctx) {
     fmt::print("  handshakes  {} completed ({} resumed), {} failed\n", ps.handshakes, ps.resumed,
                ps.connect_failures);
     fmt::print("  rate        {:.1f} connections/s over {}\n", rate, human_duration(elapsed));
+    print_schedule(o, t);
     if (hs.count == 0)
       fmt::print("  handshake   none completed\n");
     else
       fmt::print("  handshake   p50 {}  p99 {}  max {}\n", human_duration(hs.p50),
                  human_duration(hs.p99), human_duration(hs.max));
-    fmt::print("  task        p50 {}  p99 {}  max {}  ({} passed)\n", human_duration(lat.p50),
-               human_duration(lat.p99), human_duration(lat.max), t.passed);
+    fmt::print("  task        p50 {}  p99 {}  max {}  ({} passed{})\n", human_duration(lat.p50),
+               human_duration(lat.p99), human_duration(lat.max), t.passed,
+               o.rate != 0 ? ", from when each was due" : "");
     fmt::print("  client cpu  {:.2f} s\n", cpu);
     print_failures(t);
     if (!ps.last_connect_error.empty() && ps.connect_failures > 0)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // cli/probe_report.hpp: what `detour probe` prints: a small JSON writer (RFC 8259, always
 // valid output whatever bytes a server put in a reason phrase), latency summaries (median, p99,
-// max) and the human units used in the text lines.
+// max), the schedule of an open-loop run and the human units used in the text lines.
 #pragma once
 
 #include <cstdint>
@@ -56,6 +56,24 @@ struct latency_summary {
   std::uint64_t p99 = 0;
   std::uint64_t max = 0;
   double mean = 0;
+};
+
+/// The schedule of an open-loop run (`--rate`): task |index| is due index / rate seconds after
+/// |start|, in whole nanoseconds computed from the index (no drift over a long run).
+class open_loop_schedule {
+public:
+  /// |rate| tasks per second (0: every task is due at |start|).
+  open_loop_schedule(std::uint64_t rate, std::uint64_t start) noexcept
+      : rate_(rate), start_(start) {}
+  std::uint64_t due(std::uint64_t index) const noexcept {
+    if (rate_ == 0) return start_;
+    constexpr std::uint64_t second = 1'000'000'000;
+    return start_ + index / rate_ * second + index % rate_ * second / rate_;
+  }
+
+private:
+  std::uint64_t rate_;
+  std::uint64_t start_;
 };
 
 /// Nearest-rank percentiles (the value at rank ceil(p * n)). Sorts |samples|.

@@ -10,6 +10,8 @@
 #                   127.0.0.1 where nothing answers (it must give up in time, not hang)
 #   EXPECTED_EXIT   the probe's expected exit status (0 all passed, 1 failures)
 #   PROBE_ARGS      the mode and its options; --server and --ca are added
+# DETOUR_PROBE_JSON_CHECK, when set: a Python expression over `d`, the probe's --json output,
+# that must hold (the measured behaviour a test asserts, beyond the exit status).
 set -uo pipefail
 
 detour=$1
@@ -81,6 +83,18 @@ fi
 if [[ " ${probe_args[*]} " == *" --json "* ]] && command -v python3 >/dev/null; then
   if ! python3 -m json.tool "$work/probe.out" >/dev/null; then
     echo "FAIL: the --json output is not valid JSON"
+    failed=1
+  fi
+fi
+if [[ -n ${DETOUR_PROBE_JSON_CHECK:-} ]]; then
+  if ! python3 - "$work/probe.out" "$DETOUR_PROBE_JSON_CHECK" <<'PY'; then
+import json, sys
+d = json.load(open(sys.argv[1]))
+ok = eval(sys.argv[2], {}, {"d": d})
+print(f"check: {sys.argv[2]}: {'holds' if ok else 'does not hold'}")
+sys.exit(0 if ok else 1)
+PY
+    echo "FAIL: the probe's output does not satisfy the check"
     failed=1
   fi
 fi

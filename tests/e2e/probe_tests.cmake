@@ -13,6 +13,15 @@ function(detour_probe_test name host expected)
   set_tests_properties("e2e: probe ${name}" PROPERTIES LABELS "e2e;probe" TIMEOUT 300)
 endfunction()
 
+# detour_probe_json_test(<name> <host> <check> [serve args...] -- <probe args...>): the probe
+# passes (exit 0) and its --json output satisfies <check>, a Python expression over `d`.
+function(detour_probe_json_test name host check)
+  add_test(NAME "e2e: probe ${name}"
+    COMMAND bash ${_probe_runner} $<TARGET_FILE:detour_cli> ${host} 0 ${ARGN} --json)
+  set_tests_properties("e2e: probe ${name}" PROPERTIES LABELS "e2e;probe" TIMEOUT 300
+    ENVIRONMENT "DETOUR_PROBE_JSON_CHECK=${check}")
+endfunction()
+
 detour_probe_test("check against detour serve on 127.0.0.1" 127.0.0.1 0
   -- check ${_probe_quick} --deadline 120s)
 detour_probe_test("check against detour serve on ::1" ::1 0
@@ -34,6 +43,23 @@ detour_probe_test("load: 400 tasks, 32 at once, 16 KiB each way" 127.0.0.1 0
 detour_probe_test("load of websocket tasks on ::1" ::1 0
   -- load ${_probe_quick} --protocol websocket --tasks 100 --concurrency 16 --bytes 4k
   --deadline 120s)
+# --rate: an open loop. 200 tasks at 400/s cannot end before the last one is due (199/400 s
+# after the first), so the rate measured cannot exceed the one asked for; a closed loop on
+# loopback runs them in a few milliseconds.
+detour_probe_json_test("load --rate keeps to its schedule" 127.0.0.1
+  "d['target_rate'] == 400 and d['passed'] == 200 and d['elapsed_s'] >= 199 / 400 and d['tasks_per_s'] <= 400 * 200 / 199 * 1.0001 and d['start_lag']['count'] == 200"
+  -- load ${_probe_quick} --tasks 200 --rate 400 --concurrency 16 --bytes 1k --deadline 120s)
+# With one slot and all 50 tasks due within 50 us, each waits for the ones before it: that
+# wait is in its latency (counted from when it was due), so the last task's latency spans
+# nearly the whole run, and 49 of them started late for want of a slot.
+detour_probe_json_test("load --rate counts the wait for a slot in the latency" 127.0.0.1
+  "d['slot_waits'] >= 45 and d['latency']['max_ms'] >= d['elapsed_s'] * 1000 - 0.1 and d['start_lag']['max_ms'] > 0"
+  -- load ${_probe_quick} --tasks 50 --rate 1000000 --concurrency 1 --bytes 1k --deadline 120s)
+detour_probe_json_test("handshakes --rate keeps to its schedule" 127.0.0.1
+  "d['target_rate'] == 100 and d['handshakes'] == 40 and d['elapsed_s'] >= 39 / 100"
+  -- handshakes ${_probe_quick} --tasks 40 --rate 100 --concurrency 4 --deadline 120s)
+detour_probe_test("--rate outside load and handshakes is a usage error (exit 2)" none 2
+  -- throughput --rate 100)
 detour_probe_test("throughput: 2 tasks x 16 MiB each way" 127.0.0.1 0
   -- throughput ${_probe_quick} --streams 2 --bytes 16m --deadline 120s)
 detour_probe_test("handshakes: 40 full handshakes" 127.0.0.1 0

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Tests of cli/probe_report.hpp: the JSON writer always produces valid JSON (escapes, bytes
-// that are not UTF-8, separators), and latency summaries use nearest-rank percentiles.
+// that are not UTF-8, separators), latency summaries use nearest-rank percentiles, and the
+// open-loop schedule puts task i at exactly i / rate seconds.
 #include "probe_report.hpp"
 
 #include <catch2/catch_test_macros.hpp>
@@ -63,6 +64,32 @@ TEST_CASE("summarize uses nearest-rank percentiles", "[probe][report][latency]")
   CHECK((t.p50 == 7 && t.p99 == 7 && t.max == 7));
   std::vector<std::uint64_t> none;
   CHECK(summarize(none).count == 0);
+}
+
+TEST_CASE("open_loop_schedule puts task i at i / rate seconds without drift",
+          "[probe][report][schedule]") {
+  constexpr std::uint64_t start = 5'000'000'000, second = 1'000'000'000;
+  const open_loop_schedule every_third(3, start);
+  CHECK(every_third.due(0) == start);
+  CHECK(every_third.due(1) == start + 333'333'333); // rounded down: never before its time
+  CHECK(every_third.due(2) == start + 666'666'666);
+  CHECK(every_third.due(3) == start + second);
+  CHECK(every_third.due(3'000'000) == start + 1'000'000 * second); // no drift after 11 days
+
+  // The fastest rate the probe accepts, over the most tasks it accepts: no overflow.
+  const open_loop_schedule fastest(10'000'000, start);
+  CHECK(fastest.due(1) == start + 100);
+  CHECK(fastest.due(100'000'000) == start + 10 * second);
+
+  const open_loop_schedule odd(7, 0);
+  std::uint64_t previous = 0;
+  for (std::uint64_t i = 1; i < 1000; ++i) {
+    const std::uint64_t due = odd.due(i);
+    CHECK(due > previous);
+    CHECK(due == i * second / 7); // exact: i * 10^9 fits in 64 bits here
+    previous = due;
+  }
+  CHECK(open_loop_schedule(0, start).due(12345) == start); // no rate: all due at once
 }
 
 TEST_CASE("human units read naturally", "[probe][report]") {
