@@ -497,7 +497,11 @@ quic_stream* connection::next_sender() {
 }
 
 void connection::write() {
-  if (dead_ || send_blocked_ || phase_ == phase::closing || phase_ == phase::draining) return;
+  if (dead_ || phase_ == phase::closing || phase_ == phase::draining) return;
+  if (send_blocked_) {
+    arm_timer(); // every write ends with the timer armed: work() and on_timer() rely on it
+    return;
+  }
   const timestamp ts = monotonic_now();
   // Room for the largest packet (a path MTU probe); trains are counted in the path's size.
   const std::size_t max_payload = ngtcp2_conn_get_max_tx_udp_payload_size(conn_);
@@ -583,8 +587,16 @@ void connection::write() {
     if (size < train_segment_ && !flush_train()) return; // a short packet ends the train
   }
   if (!flush_train()) return;
+  // Pacing (RFC 9002 §7.7): ngtcp2 spaces the next write after this burst and reports that
+  // moment as one of its deadlines. When the pass ended because ngtcp2 had nothing more to
+  // send (not at the burst limit), the moment only matters to a later pass, which an event
+  // starts (a packet, a stream with data) and which ngtcp2 holds back itself if it comes too
+  // early: a timer for it would wake the loop for nothing, about once per burst. ngtcp2 clears
+  // its pacing deadline when it lets a pass write, so the expiry read before the update holds
+  // one only if this pass was held back, and then the timer must wake the loop for it.
+  const timestamp unpaced = packets < burst ? ngtcp2_conn_get_expiry(conn_) : 0;
   ngtcp2_conn_update_pkt_tx_time(conn_, ts);
-  arm_timer();
+  arm_timer(unpaced);
 }
 
 bool connection::flush_train() {
@@ -619,10 +631,10 @@ void connection::on_writable() {
 
 // --- time --------------------------------------------------------------------------------------
 
-void connection::arm_timer() {
+void connection::arm_timer(timestamp quic_expiry) {
   if (dead_) return;
   if (phase_ == phase::closing || phase_ == phase::draining) return; // armed once on entry
-  timestamp deadline = ngtcp2_conn_get_expiry(conn_);
+  timestamp deadline = quic_expiry != 0 ? quic_expiry : ngtcp2_conn_get_expiry(conn_);
   if (const auto t = tasks_.next_deadline(); t && *t < deadline) deadline = *t;
   if (deadline == UINT64_MAX) {
     timer_.cancel();
@@ -645,8 +657,7 @@ void connection::on_timer() {
     }
   }
   tasks_.on_deadline(now);
-  work();
-  arm_timer();
+  work(); // ends with write(), which arms the timer
 }
 
 // --- closing -----------------------------------------------------------------------------------

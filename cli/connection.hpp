@@ -98,7 +98,9 @@ private:
   void write();
   bool flush_train();
   quic_stream* next_sender();
-  void arm_timer();
+  /// Arms the connection's timer at its earliest deadline: ngtcp2's (|quic_expiry|, by default
+  /// ngtcp2_conn_get_expiry) or a task's.
+  void arm_timer(timestamp quic_expiry = 0);
   void on_timer();
   void handle_liberror(int rv);
   void enter_closing();
