@@ -104,6 +104,8 @@ private:
   void on_timer();
   void handle_liberror(int rv);
   void enter_closing();
+  /// When a closing or draining period of at least |at_least| ends (rounded up to 4 ms).
+  static timestamp close_deadline(timestamp at_least) noexcept;
   void enter_draining();
   void finish(std::string_view reason);
   void send_close_again();
