@@ -198,6 +198,31 @@ std::string verdict(bool ok) {
   return ok ? "PASS" : "FAIL";
 }
 
+/// Opens |connections| of the pool with an empty task each before a measurement starts, as
+/// g3proxy keeps its pool open. A failure is reported (as |mode|'s result) and ends the run.
+bool warm_up(probe_context& ctx, client_pool& pool, std::uint64_t connections,
+             std::string_view mode) {
+  const probe_options& o = ctx.options;
+  tally w;
+  for (std::uint64_t i = 0; i < connections; ++i)
+    pool.submit(protocol_plan(o, o.protocol, 1'000'000 + i, 0),
+                [&](const task_result& r) { w.add(r); });
+  pool.run_until([&] { return w.total() == connections; }, ctx.deadline);
+  if (w.failed == 0 && w.total() == connections) return true;
+  const std::string why = w.failed > 0 ? fmt::format("{}: {}", to_string(w.failures.begin()->first),
+                                                     w.failures.begin()->second.first)
+                                       : std::string("the run's deadline passed");
+  if (o.json) {
+    json_writer j;
+    j.begin_object().field("mode", mode).field("ok", false).field("error", why).end_object();
+    fmt::print("{}\n", j.str());
+  } else {
+    fmt::print("  warm-up task failed ({})\nresult: FAIL\n", why);
+  }
+  pool.shutdown("finished");
+  return false;
+}
+
 } // namespace
 
 int run_load(probe_context& ctx) {
@@ -211,6 +236,9 @@ int run_load(probe_context& ctx) {
                o.concurrency, human_bytes(bytes), o.pool.connections, o.pool.reuse_limit);
     std::fflush(stdout);
   }
+  // An open loop measures a steady state: its first tasks must not wait for the pool's
+  // handshakes (a closed loop counts from a task's streams, which excludes them).
+  if (o.rate != 0 && !warm_up(ctx, pool, o.pool.connections, "load")) return exit_failed;
   tally t;
   const double cpu0 = cpu_seconds();
   const bool in_time = drive(
@@ -288,36 +316,13 @@ int run_throughput(probe_context& ctx) {
   pool_config pc = o.pool;
   pc.connections = std::min<std::size_t>(pc.connections, o.streams);
   client_pool pool(ctx.loop, ctx.tls, pc, ctx.log);
-  // Connect first, so that the handshake is not part of the measurement.
-  {
-    task_plan warm = protocol_plan(o, o.protocol, 0, 0);
-    tally w;
-    if (!o.json) {
-      fmt::print("throughput: {} task(s) x {} each way against {} ({} connection(s))\n", o.streams,
-                 human_bytes(o.bytes), o.pool.quic.server.to_string(), pc.connections);
-      std::fflush(stdout);
-    }
-    for (std::uint64_t i = 0; i < pc.connections; ++i)
-      pool.submit(protocol_plan(o, o.protocol, 1'000'000 + i, 0),
-                  [&](const task_result& r) { w.add(r); });
-    pool.run_until([&] { return w.total() == pc.connections; }, ctx.deadline);
-    if (w.failed > 0) {
-      const auto& [f, k] = *w.failures.begin();
-      if (o.json) {
-        json_writer j;
-        j.begin_object()
-            .field("mode", "throughput")
-            .field("ok", false)
-            .field("error", k.first)
-            .end_object();
-        fmt::print("{}\n", j.str());
-      } else {
-        fmt::print("  warm-up task failed ({}): {}\nresult: FAIL\n", to_string(f), k.first);
-      }
-      pool.shutdown("finished");
-      return exit_failed;
-    }
+  if (!o.json) {
+    fmt::print("throughput: {} task(s) x {} each way against {} ({} connection(s))\n", o.streams,
+               human_bytes(o.bytes), o.pool.quic.server.to_string(), pc.connections);
+    std::fflush(stdout);
   }
+  // Connect first, so that the handshake is not part of the measurement.
+  if (!warm_up(ctx, pool, pc.connections, "throughput")) return exit_failed;
   tally t;
   const double cpu0 = cpu_seconds();
   const nanoseconds t0 = monotonic_now();
