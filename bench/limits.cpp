@@ -2,7 +2,8 @@
 // bench/limits.cpp: the machine's limits that `detour serve` runs against, measured on one core
 // so that bench/run can report each server figure as a ratio to them: UDP datagrams through
 // loopback (sendmmsg + recvmmsg, and UDP GSO + GRO), AES-128-GCM seals of QUIC-sized packets
-// (wolfSSL, as ngtcp2_crypto_wolfssl uses it) and a handshake's public-key work (P-256).
+// (wolfSSL, as ngtcp2_crypto_wolfssl uses it), a handshake's public-key work (P-256), and what
+// a datagram costs when it wakes a thread that sleeps waiting for it (two threads).
 //   detour-limits [--ms N] [--json]
 #include <wolfssl/options.h>
 
@@ -13,7 +14,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
@@ -25,6 +28,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #ifndef UDP_SEGMENT
@@ -264,6 +268,110 @@ handshake_rates handshake_crypto(int ms) {
   return r;
 }
 
+struct wakeup_costs {
+  double across_us = 0;    // CPU per datagram that wakes its receiver on another core
+  double same_core_us = 0; // ... on the same core
+  double awake_us = 0;     // CPU per datagram sent and received by a thread that never sleeps
+};
+
+double thread_cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+// The calling thread on |cpu| only (no effect if the CPU is not available).
+void pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  (void)::sched_setaffinity(0, sizeof set, &set);
+}
+
+// Two threads on |cpu_a| and |cpu_b| pass one 1200-byte datagram back and forth over
+// loopback, each blocking in recv() until it arrives, as a server's worker sleeps in
+// epoll_wait between packets: the CPU of both per datagram received, a sleep and a wake-up
+// included.
+double ping_pong(int ms, int cpu_a, int cpu_b) {
+  const auto bound = [] {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("bind");
+    return fd;
+  };
+  const auto join = [](int from, int to) {
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    ::getsockname(to, reinterpret_cast<sockaddr*>(&addr), &len);
+    if (::connect(from, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) die("connect");
+  };
+  const int a = bound(), b = bound();
+  join(a, b);
+  join(b, a);
+  const std::size_t rounds = static_cast<std::size_t>(ms) * 10; // 10 to 100 us each
+  double cpu_b_s = 0;
+  std::thread echo([&] {
+    pin_to(cpu_b);
+    std::vector<std::uint8_t> buf(datagram_size);
+    const double c0 = thread_cpu_seconds();
+    for (std::size_t i = 0; i < rounds; ++i) {
+      if (::recv(b, buf.data(), buf.size(), 0) < 0) die("recv");
+      if (::send(b, buf.data(), buf.size(), 0) < 0) die("send");
+    }
+    cpu_b_s = thread_cpu_seconds() - c0;
+  });
+  std::vector<std::uint8_t> buf(datagram_size, 0x5a);
+  double cpu_a_s = 0;
+  std::thread first([&] {
+    pin_to(cpu_a);
+    const double c0 = thread_cpu_seconds();
+    for (std::size_t i = 0; i < rounds; ++i) {
+      if (::send(a, buf.data(), buf.size(), 0) < 0) die("send");
+      if (::recv(a, buf.data(), buf.size(), 0) < 0) die("recv");
+    }
+    cpu_a_s = thread_cpu_seconds() - c0;
+  });
+  first.join();
+  echo.join();
+  ::close(a);
+  ::close(b);
+  return (cpu_a_s + cpu_b_s) / static_cast<double>(2 * rounds) * 1e6;
+}
+
+// What a datagram costs when it wakes a thread that sleeps waiting for it, on another core
+// and on the same one, against one thread that sends a datagram and receives it at once and
+// never sleeps. On a virtual machine a wake-up across cores (the other core idle, then woken)
+// can cost several times what it does on bare metal, and a server's workers pay it for the
+// packets that find them asleep.
+wakeup_costs wakeup_cost(int ms) {
+  wakeup_costs out;
+  {
+    udp_pair p(false);
+    std::vector<std::uint8_t> buf(datagram_size, 0x5a);
+    const double c0 = thread_cpu_seconds();
+    const double per_s = rate(ms, [&] {
+      if (::send(p.tx, buf.data(), buf.size(), 0) < 0) die("send");
+      while (::recv(p.rx, buf.data(), buf.size(), 0) < 0) {
+      }
+      return std::size_t{1};
+    });
+    out.awake_us = (thread_cpu_seconds() - c0) / (per_s * ms / 1000.0) * 1e6;
+  }
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  (void)::sched_getaffinity(0, sizeof allowed, &allowed);
+  int cpus[2] = {-1, -1};
+  for (int c = 0, found = 0; c < CPU_SETSIZE && found < 2; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus[found++] = c;
+  }
+  out.same_core_us = ping_pong(ms, cpus[0], cpus[0]);
+  out.across_us = cpus[1] >= 0 ? ping_pong(ms, cpus[0], cpus[1]) : out.same_core_us;
+  return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -285,14 +393,17 @@ int main(int argc, char** argv) {
   const double gso = udp_gso_gro(ms);
   const double seals = aes_gcm_seals(ms);
   const handshake_rates hs = handshake_crypto(ms);
+  const wakeup_costs wake = wakeup_cost(ms);
   const auto gbit = [](double datagrams) {
     return datagrams * static_cast<double>(datagram_size) * 8 / 1e9;
   };
   if (json) {
     std::printf("{\"datagram_bytes\": %zu, \"udp_sendmmsg_per_s\": %.0f, \"udp_gso_gro_per_s\": "
                 "%.0f, \"aes128gcm_seals_per_s\": %.0f, \"handshake_crypto_per_s\": %.1f, "
-                "\"handshake_crypto_mtls_per_s\": %.1f}\n",
-                datagram_size, mmsg, gso, seals, hs.plain, hs.mutual);
+                "\"handshake_crypto_mtls_per_s\": %.1f, \"datagram_waking_across_us\": %.2f, "
+                "\"datagram_waking_same_core_us\": %.2f, \"datagram_awake_us\": %.2f}\n",
+                datagram_size, mmsg, gso, seals, hs.plain, hs.mutual, wake.across_us,
+                wake.same_core_us, wake.awake_us);
   } else {
     std::printf("one core, %zu-byte datagrams, %d ms each:\n", datagram_size, ms);
     std::printf("  UDP loopback, sendmmsg + recvmmsg  %9.0f datagrams/s  %6.2f Gbit/s  %.2f us\n",
@@ -305,6 +416,9 @@ int main(int argc, char** argv) {
                 1e6 / hs.plain);
     std::printf("  ... with a client signature check  %9.1f /s  (%.0f us)\n", hs.mutual,
                 1e6 / hs.mutual);
+    std::printf("  a datagram that wakes its receiver %9.1f us of CPU on another core, %.1f us on "
+                "the same one (%.1f us without the sleep and wake-up)\n",
+                wake.across_us, wake.same_core_us, wake.awake_us);
   }
   return 0;
 }
