@@ -162,23 +162,15 @@ std::string rate_text(std::uint64_t rate) {
   return rate != 0 ? fmt::format("rate {}/s, ", rate) : std::string();
 }
 
-/// "target_rate": the --rate of an open-loop run, null for a closed loop.
-void write_target_rate(json_writer& j, std::uint64_t rate) {
-  j.key("target_rate");
-  if (rate != 0)
-    j.value(rate);
-  else
-    j.null();
-}
-
-/// Open loop: "start_lag" (when each task started against when it was due) and "slot_waits"
-/// (tasks that started late because --concurrency were in flight), or nulls for a closed loop.
+/// Open loop: "target_rate" (--rate), "start_lag" (when each task started against when it was
+/// due) and "slot_waits" (tasks that started late because --concurrency were in flight); nulls
+/// for a closed loop.
 void write_schedule(json_writer& j, std::uint64_t rate, tally& t) {
   if (rate == 0) {
-    j.key("start_lag").null().key("slot_waits").null();
+    j.key("target_rate").null().key("start_lag").null().key("slot_waits").null();
     return;
   }
-  j.key("start_lag");
+  j.field("target_rate", rate).key("start_lag");
   write_latency(j, summarize(t.start_lags));
   j.field("slot_waits", t.slot_waits);
 }
@@ -260,9 +252,8 @@ int run_load(probe_context& ctx) {
         .field("server", o.pool.quic.server.to_string())
         .field("protocol", o.protocol)
         .field("tasks", o.tasks)
-        .field("concurrency", o.concurrency);
-    write_target_rate(j, o.rate);
-    j.field("bytes_each_way", bytes)
+        .field("concurrency", o.concurrency)
+        .field("bytes_each_way", bytes)
         .field("passed", t.passed)
         .field("failed", t.failed)
         .field("elapsed_s", static_cast<double>(elapsed) / 1e9)
@@ -402,9 +393,8 @@ int run_handshakes(probe_context& ctx) {
         .field("mode", "handshakes")
         .field("server", o.pool.quic.server.to_string())
         .field("connections", o.tasks)
-        .field("concurrency", o.concurrency);
-    write_target_rate(j, o.rate);
-    j.field("handshakes", ps.handshakes)
+        .field("concurrency", o.concurrency)
+        .field("handshakes", ps.handshakes)
         .field("resumed", ps.resumed)
         .field("connections_per_s", rate)
         .field("elapsed_s", static_cast<double>(elapsed) / 1e9)
