@@ -3,6 +3,7 @@
 #include "udp.hpp"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <net/if.h>
 #include <netinet/ip.h>
 #include <netinet/udp.h>
@@ -38,9 +39,10 @@ constexpr std::size_t max_gso_segments = 64;
 constexpr std::size_t max_gso_bytes = 65535 - 8 - 40;
 // Datagrams per sendmmsg call in the fallback path.
 constexpr std::size_t max_send_batch = 64;
-// Room for the control messages of one datagram: packet info, TOS/traffic class, GRO/GSO size.
-constexpr std::size_t control_size =
-    CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(int));
+// Room for the control messages of one datagram: packet info, TOS/traffic class, GRO/GSO size,
+// receive time.
+constexpr std::size_t control_size = CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(int)) +
+                                     CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(timespec));
 struct alignas(cmsghdr) control_buffer {
   std::uint8_t bytes[control_size];
 };
@@ -255,6 +257,7 @@ int open_socket(int family, const udp_options& options) {
   }
   if (options.enable_gro) set_int_option(fd, SOL_UDP, UDP_GRO, 1);
   if (options.reuse_port) set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+  if (options.receive_timestamps) set_int_option(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1);
   return fd;
 }
 
@@ -318,6 +321,32 @@ udp_socket::~udp_socket() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+int udp_socket::steer_by_connection_id(std::size_t cid_length) noexcept {
+  // The kernel runs the program with the UDP payload at offset 0. It returns a position in the
+  // group; one past its end makes the kernel fall back to its hash. A load past the end of
+  // the datagram would end the program with 0 (the first socket), so the length comes first.
+  constexpr std::uint32_t hash = 0xFFFFFFFF;
+  sock_filter program[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),                // 0: A = datagram length
+      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 7, 0, 8),         // 1: too short for byte 6: 10
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),                // 2: A = first byte
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x80, 2, 0),     // 3: long header: 6
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 1),                // 4: short: the ID's first byte
+      BPF_STMT(BPF_RET | BPF_A, 0),                         // 5
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 5),                // 6: long: the ID's length
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(cid_length), 0, 2), // 7
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 6),                // 8: the ID's first byte
+      BPF_STMT(BPF_RET | BPF_A, 0),                         // 9
+      BPF_STMT(BPF_RET | BPF_K, hash),                      // 10: not one of our IDs
+  };
+  sock_fprog prog{};
+  prog.len = static_cast<unsigned short>(std::size(program));
+  prog.filter = program;
+  if (::setsockopt(fd_, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0)
+    return errno;
+  return 0;
+}
+
 std::size_t udp_socket::receive(receive_batch& batch) noexcept {
   auto& b = *batch.impl_;
   const std::size_t count = batch.received_.size();
@@ -349,6 +378,7 @@ std::size_t udp_socket::receive(receive_batch& batch) noexcept {
     d.local = local_;
     d.segment_size = 0;
     d.ecn = 0;
+    d.queued_at = 0;
     for (cmsghdr* cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(const_cast<msghdr*>(&m), cm)) {
       if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
         in_pktinfo info{};
@@ -377,6 +407,11 @@ std::size_t udp_socket::receive(receive_batch& batch) noexcept {
         int seg = 0;
         std::memcpy(&seg, CMSG_DATA(cm), sizeof seg);
         d.segment_size = static_cast<std::size_t>(seg);
+      } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+        timespec ts{};
+        std::memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+        d.queued_at = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+                      static_cast<std::uint64_t>(ts.tv_nsec);
       }
     }
     if (d.segment_size == 0 || d.segment_size > d.data.size()) d.segment_size = d.data.size();

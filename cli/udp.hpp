@@ -57,6 +57,9 @@ struct received_datagram {
   socket_address local;               ///< our address it was sent to (IP_PKTINFO)
   std::size_t segment_size = 0;       ///< each datagram's size when GRO coalesced several
   unsigned ecn = 0;                   ///< the two ECN bits of the IP header
+  /// When the kernel queued it (CLOCK_REALTIME nanoseconds; udp_options::receive_timestamps),
+  /// 0 when not asked for: how long it waited for us is the worker's lag.
+  std::uint64_t queued_at = 0;
 };
 
 /// Buffers for one recvmmsg call: |count| datagrams of up to |buffer_size| bytes each. Allocated
@@ -97,6 +100,8 @@ struct udp_options {
   /// SO_REUSEPORT: several sockets (one per worker of `detour serve --workers`) share the
   /// address and the kernel spreads 4-tuples over them. Only sockets of the same user join.
   bool reuse_port = false;
+  /// SO_TIMESTAMPNS: each received datagram carries the time the kernel queued it.
+  bool receive_timestamps = false;
 };
 
 /// A non-blocking UDP socket. bound() makes a listener that talks to many peers (the server);
@@ -128,6 +133,14 @@ public:
   send_result send(const socket_address* remote, const socket_address* local,
                    std::span<const std::uint8_t> data, std::size_t segment_size,
                    unsigned ecn = 0) noexcept;
+
+  /// Joins a classic BPF program to this socket's SO_REUSEPORT group that hands each datagram
+  /// to the socket whose position in the group (the order the sockets were bound) is the first
+  /// byte of its destination connection ID: a short header's (byte 1), or a long header's
+  /// whose ID is |cid_length| bytes (byte 6). Other datagrams, and bytes past the group's
+  /// size, fall back to the kernel's hash of the 4-tuple. For every socket of the group,
+  /// bound or joining later. Returns 0, or the errno of SO_ATTACH_REUSEPORT_CBPF.
+  int steer_by_connection_id(std::size_t cid_length) noexcept;
 
   /// Datagrams dropped by send errors other than a full buffer, for diagnostics.
   std::uint64_t send_errors() const noexcept { return send_errors_; }

@@ -8,6 +8,8 @@
 
 #include <poll.h>
 
+#include <ctime>
+#include <map>
 #include <numeric>
 #include <vector>
 
@@ -212,4 +214,116 @@ TEST_CASE("udp_socket refuses a port in use and names the address", "[udp]") {
   } catch (const std::system_error& e) {
     CHECK(std::string(e.what()).find(first.local_address().to_string()) != std::string::npos);
   }
+}
+
+namespace {
+
+// Which of |group| received each datagram: the tag in its last byte -> the socket's position.
+std::map<std::uint8_t, std::size_t> receivers(std::vector<udp_socket>& group, std::size_t want) {
+  std::map<std::uint8_t, std::size_t> out;
+  receive_batch batch(8);
+  for (int round = 0; round < 500 && out.size() < want; ++round) {
+    std::vector<pollfd> fds;
+    for (auto& s : group) fds.push_back({s.fd(), POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 10);
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      group[i].receive(batch);
+      for (const auto& d : batch.datagrams()) out[d.data.back()] = i;
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("steer_by_connection_id hands each datagram to the socket its connection ID names",
+          "[udp][steering]") {
+  udp_options options;
+  options.reuse_port = true;
+  options.enable_gro = false;
+  std::vector<udp_socket> group;
+  group.push_back(udp_socket::bound(*socket_address::parse("127.0.0.1:0"), options));
+  REQUIRE(group[0].steer_by_connection_id(18) == 0);
+  // Sockets that join later run the same program; their positions are the order they joined.
+  for (int i = 0; i < 2; ++i) group.push_back(udp_socket::bound(group[0].local_address(), options));
+
+  // Datagrams from 8 source ports each: by the kernel's hash alone, one socket would receive
+  // all 8 of a kind with a chance of 3^-7.
+  std::map<std::uint8_t, std::size_t> expected; // tag -> socket, or 255: any
+  std::vector<udp_socket> clients;
+  std::uint8_t tag = 0;
+  for (int port = 0; port < 8; ++port) {
+    clients.push_back(udp_socket::connected(group[0].local_address()));
+    auto send = [&](std::vector<std::uint8_t> d, std::size_t to) {
+      d.push_back(tag);
+      expected[tag++] = to;
+      REQUIRE(clients.back().send(nullptr, nullptr, d, d.size()).bytes_sent == d.size());
+    };
+    for (std::uint8_t worker = 0; worker < 3; ++worker) {
+      // A short header: the destination ID starts at byte 1.
+      std::vector<std::uint8_t> shorthdr(40, 0x5a);
+      shorthdr[0] = 0x41;
+      shorthdr[1] = worker;
+      send(shorthdr, worker);
+      // A long header (Handshake, v1) with an 18-byte destination ID: byte 6.
+      std::vector<std::uint8_t> longhdr{0xe0, 0, 0, 0, 1, 18, worker};
+      longhdr.resize(60, 0x33);
+      send(longhdr, worker);
+    }
+    // No such socket, an ID of another length (a client's own), a datagram too short to
+    // name one: the kernel's hash, still delivered.
+    std::vector<std::uint8_t> beyond(40, 0);
+    beyond[0] = 0x41;
+    beyond[1] = 3;
+    send(beyond, 255);
+    std::vector<std::uint8_t> client_id{0xc0, 0, 0, 0, 1, 8, 1, 1, 1, 1, 1, 1, 1, 1};
+    client_id.resize(1200, 0);
+    send(client_id, 255);
+    send({0x41, 1}, 255);
+  }
+  const auto got = receivers(group, expected.size());
+  REQUIRE(got.size() == expected.size());
+  for (const auto& [t, to] : expected) {
+    INFO("datagram " << int(t));
+    if (to != 255) CHECK(got.at(t) == to);
+  }
+}
+
+TEST_CASE("udp_socket stamps each received datagram with when the kernel queued it",
+          "[udp][timestamps]") {
+  udp_options options;
+  options.receive_timestamps = true;
+  auto server = udp_socket::bound(*socket_address::parse("127.0.0.1:0"), options);
+  auto client = udp_socket::connected(server.local_address());
+  const std::vector<std::uint8_t> payload(100, 7);
+  timespec before{};
+  ::clock_gettime(CLOCK_REALTIME, &before);
+  REQUIRE(client.send(nullptr, nullptr, payload, payload.size()).bytes_sent == payload.size());
+  receive_batch batch(4);
+  std::uint64_t queued = 0;
+  for (int round = 0; round < 500 && queued == 0; ++round) {
+    pollfd p{server.fd(), POLLIN, 0};
+    ::poll(&p, 1, 10);
+    if (server.receive(batch) > 0) queued = batch.datagrams().front().queued_at;
+  }
+  timespec after{};
+  ::clock_gettime(CLOCK_REALTIME, &after);
+  const auto ns = [](const timespec& t) {
+    return static_cast<std::uint64_t>(t.tv_sec) * 1'000'000'000U +
+           static_cast<std::uint64_t>(t.tv_nsec);
+  };
+  CHECK(queued >= ns(before));
+  CHECK(queued <= ns(after));
+  // Without the option: none.
+  auto plain = udp_socket::bound(*socket_address::parse("127.0.0.1:0"));
+  auto to_plain = udp_socket::connected(plain.local_address());
+  REQUIRE(to_plain.send(nullptr, nullptr, payload, payload.size()).bytes_sent == payload.size());
+  std::size_t n = 0;
+  for (int round = 0; round < 500 && n == 0; ++round) {
+    pollfd p{plain.fd(), POLLIN, 0};
+    ::poll(&p, 1, 10);
+    n = plain.receive(batch);
+  }
+  REQUIRE(n == 1);
+  CHECK(batch.datagrams().front().queued_at == 0);
 }
