@@ -49,10 +49,16 @@ options:
                          offer, selecting its first name)
   --action ACTION        continue | bypass | block: the answer to every task (default continue)
   --workers N            event loops on as many threads, each with its own sockets on every
-                         --listen address (SO_REUSEPORT): the kernel spreads clients over
-                         them; 0: one per core (default 0); 1: a single loop. On a host
-                         shared with a busy process (g3proxy itself), give it the cores
-                         that process leaves
+                         --listen address (SO_REUSEPORT); the kernel hands each packet to
+                         the worker its connection ID names. 0: one per core (default 0);
+                         1: a single loop. On a host shared with a busy process (g3proxy
+                         itself), give it the cores that process leaves
+  --placement HOW        where new connections go with several workers: pack fills the
+                         lowest-numbered worker that keeps up (its packets wait under 2 ms)
+                         before the next, so a light load wakes one thread, not all; spread
+                         lets the kernel hash clients' addresses and ports over all of them
+                         (equal shares, for long heavy tasks on few connections)
+                         (default pack)
   --max-connections N    connections at once, all workers together; more are refused
                          (default 4096)
   --max-streams N        concurrent streams a client may open per connection, raised again as
@@ -191,6 +197,15 @@ bool parse_options(args a, serve_config& cfg) {
       cfg.inspect.action_given = true;
     } else if (r.is("--workers")) {
       cfg.workers = r.number(0, server_group::max_workers);
+    } else if (r.is("--placement")) {
+      const std::string_view v = r.value();
+      if (v == "pack") {
+        cfg.placement = serve_config::placement::pack;
+      } else if (v == "spread") {
+        cfg.placement = serve_config::placement::spread;
+      } else {
+        throw usage_error("--placement wants pack or spread, not '" + std::string(v) + "'");
+      }
     } else if (r.is("--max-connections")) {
       cfg.max_connections = r.number(1, 1'000'000);
     } else if (r.is("--max-streams")) {
@@ -410,7 +425,8 @@ int run_serve(args a, const serve_extensions& extensions) {
                                   {"mutual_tls", !cfg.client_ca_file.empty()},
                                   {"retry", cfg.retry},
                                   {"gso", srv.gso_available()},
-                                  {"workers", srv.size()}});
+                                  {"workers", srv.size()},
+                                  {"placement", srv.placement()}});
 
     if (!cfg.qlog_dir.empty()) log.info("server.qlog", {{"dir", cfg.qlog_dir}});
 

@@ -47,6 +47,11 @@ struct serve_config {
   /// per core the process may use. A proxy fleet's many connections spread over them; one
   /// connection is served by one worker, so a single task never uses more than one core.
   std::size_t workers = 0;
+  /// Where new connections go when there are several workers (--placement): pack fills the
+  /// lowest-numbered worker that keeps up before the next; spread leaves it to the kernel's
+  /// hash of each client's address and port (equal shares).
+  enum class placement { pack, spread };
+  placement placement = placement::pack;
   /// Connections at once, all workers together; more are refused with CONNECTION_REFUSED.
   /// g3proxy keeps 32 per proxy; room for many proxies, small enough that a flood cannot
   /// exhaust memory.

@@ -50,6 +50,7 @@ server::server(event_loop& loop, const serve_config& config, tls_context tls, lo
       reaper_(loop, [this] { reap(); }) {
   udp_options options;
   options.reuse_port = group_.workers > 1;
+  options.receive_timestamps = group_.workers > 1; // the lag, for --placement pack
   for (const socket_address& a : config_.listen) {
     auto ep = std::make_unique<endpoint>(endpoint{udp_socket::bound(a, options), nullptr, {}});
     endpoint* raw = ep.get();
@@ -69,6 +70,13 @@ server::~server() {
   routes_.clear();
 }
 
+int server::steer_by_connection_id() noexcept {
+  for (const auto& ep : endpoints_) {
+    if (const int e = ep->socket.steer_by_connection_id(our_cid_length); e != 0) return e;
+  }
+  return 0;
+}
+
 std::vector<socket_address> server::local_addresses() const {
   std::vector<socket_address> out;
   for (const auto& ep : endpoints_) out.push_back(ep->socket.local_address());
@@ -81,6 +89,7 @@ void server::on_readable(endpoint& ep) {
   // Bounded: a few batches per wake-up, then let timers and writes run.
   for (int round = 0; round < 4; ++round) {
     if (ep.socket.receive(batch_) == 0) return;
+    if (group_.packing) note_lag(batch_.datagrams().front());
     for (const received_datagram& d : batch_.datagrams()) {
       // A GRO train: equal-sized datagrams back to back.
       for (std::size_t off = 0; off < d.data.size(); off += d.segment_size) {
@@ -91,8 +100,31 @@ void server::on_readable(endpoint& ep) {
   }
 }
 
+namespace {
+
+// Initial and 0-RTT packets carry the client's own random DCID until it learns ours (RFC 9000
+// §7.2). QUIC v1 numbers Initial 0 and 0-RTT 1 (RFC 9000 §17.2); v2 numbers them 1 and 2 (RFC
+// 9369 §3.2), and its Handshake packets, type 3, carry our ID.
+bool is_initial(std::uint8_t first, std::uint32_t version) noexcept {
+  const unsigned type = (first & 0x30U) >> 4;
+  return version == NGTCP2_PROTO_VER_V2 ? type == 1 : type == 0;
+}
+bool client_chosen_dcid(std::uint8_t first, std::uint32_t version) noexcept {
+  const unsigned type = (first & 0x30U) >> 4;
+  return version == NGTCP2_PROTO_VER_V2 ? (type == 1 || type == 2) : (type == 0 || type == 1);
+}
+
+std::uint64_t realtime_now() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+} // namespace
+
 void server::on_packet(endpoint& ep, const received_datagram& d,
-                       std::span<const std::uint8_t> pkt) {
+                       std::span<const std::uint8_t> pkt, bool placed) {
   if (pkt.size() < min_packet_size) return;
   ngtcp2_version_cid vc{};
   switch (ngtcp2_pkt_decode_version_cid(&vc, pkt.data(), pkt.size(), our_cid_length)) {
@@ -116,7 +148,81 @@ void server::on_packet(endpoint& ep, const received_datagram& d,
     send_stateless_reset(ep, d, pkt.size(), {vc.dcid, vc.dcidlen});
     return;
   }
+  if (!placed && group_.packing && place_elsewhere(ep, d, pkt, {vc.dcid, vc.dcidlen}, vc.version))
+    return;
   accept(ep, d, pkt);
+}
+
+
+std::size_t choose_worker(std::span<const std::uint32_t> lag_us,
+                          std::uint32_t keeps_up_us) noexcept {
+  std::size_t least = 0;
+  for (std::size_t i = 0; i < lag_us.size(); ++i) {
+    if (lag_us[i] < keeps_up_us) return i;
+    if (lag_us[i] < lag_us[least]) least = i;
+  }
+  return least;
+}
+
+std::size_t server_group::place(std::uint64_t now) const noexcept {
+  std::array<std::uint32_t, max_workers> lag{};
+  for (std::size_t i = 0; i < workers; ++i) {
+    const std::uint64_t at = lags[i].at.load(std::memory_order_relaxed);
+    lag[i] = at + lag_stale_ns < now ? 0 : lags[i].lag_us.load(std::memory_order_relaxed);
+  }
+  return choose_worker({lag.data(), workers}, keeps_up_lag_us);
+}
+
+void server::note_lag(const received_datagram& oldest) noexcept {
+  if (oldest.queued_at == 0) return;
+  // The datagrams of a batch queued in order: the first waited longest.
+  const std::uint64_t now = realtime_now();
+  const std::uint64_t lag = now > oldest.queued_at ? now - oldest.queued_at : 0;
+  constexpr std::uint64_t window = 10'000'000; // 10 ms
+  const std::uint64_t before = std::max(lag_window_max_, lag_previous_max_);
+  if (now - lag_window_start_ >= window) {
+    // A new window; the last one still counts until this one ends.
+    lag_previous_max_ = now - lag_window_start_ < 2 * window ? lag_window_max_ : 0;
+    lag_window_max_ = 0;
+    lag_window_start_ = now;
+  }
+  lag_window_max_ = std::max(lag_window_max_, lag);
+  const std::uint64_t current = std::max(lag_window_max_, lag_previous_max_);
+  worker_lag& mine = group_.lags[index_];
+  // Said when it changes, and at least once a window so that it does not look stale.
+  if (current != before || now - mine.at.load(std::memory_order_relaxed) >= window) {
+    mine.lag_us.store(static_cast<std::uint32_t>(std::min<std::uint64_t>(current / 1000, 1U << 30)),
+                      std::memory_order_relaxed);
+    mine.at.store(now, std::memory_order_relaxed);
+  }
+}
+
+bool server::place_elsewhere(endpoint& ep, const received_datagram& d,
+                             std::span<const std::uint8_t> pkt,
+                             std::span<const std::uint8_t> dcid, std::uint32_t version) {
+  if (!client_chosen_dcid(pkt[0], version)) return false;
+  std::string key(reinterpret_cast<const char*>(d.remote.data()), d.remote.size());
+  key.append(reinterpret_cast<const char*>(dcid.data()), dcid.size());
+  std::size_t owner = 0;
+  if (auto it = placed_.find(key); it != placed_.end()) {
+    owner = it->second;
+  } else if (auto old = placed_before_.find(key); old != placed_before_.end()) {
+    owner = old->second;
+  } else {
+    // Only an Initial starts a connection; anything else here finds none, wherever it goes.
+    if (!is_initial(pkt[0], version)) return false;
+    const std::uint64_t now = realtime_now();
+    if (now - placed_since_ >= 10 * nanoseconds_per_second || placed_.size() >= 65536) {
+      placed_before_ = std::move(placed_);
+      placed_.clear();
+      placed_since_ = now;
+    }
+    owner = group_.place(now);
+    placed_.emplace(std::move(key), static_cast<std::uint16_t>(owner));
+  }
+  if (owner == index_) return false;
+  forward(ep, d, pkt, owner, true);
+  return true;
 }
 
 bool server::forward_to_owner(endpoint& ep, const received_datagram& d,
@@ -126,16 +232,15 @@ bool server::forward_to_owner(endpoint& ep, const received_datagram& d,
   // Initial and 0-RTT packets carry the client's own random DCID until it learns ours (RFC
   // 9000 §7.2), and a client does not migrate before the handshake (§9): whoever receives
   // them accepts. Every other packet names its connection with an ID of ours.
-  if ((pkt[0] & 0x80) != 0) {
-    // QUIC v1 numbers Initial 0 and 0-RTT 1 (RFC 9000 §17.2); v2 numbers them 1 and 2 (RFC
-    // 9369 §3.2), and its Handshake packets, type 3, carry our ID.
-    const unsigned type = (pkt[0] & 0x30) >> 4;
-    const bool client_chosen =
-        version == NGTCP2_PROTO_VER_V2 ? (type == 1 || type == 2) : (type == 0 || type == 1);
-    if (client_chosen) return false;
-  }
+  if ((pkt[0] & 0x80) != 0 && client_chosen_dcid(pkt[0], version)) return false;
   const std::size_t owner = dcid[0];
   if (owner == index_ || owner >= group_.workers) return false;
+  forward(ep, d, pkt, owner, false);
+  return true;
+}
+
+void server::forward(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt,
+                     std::size_t owner, bool placed) {
   forwarded_datagram f;
   for (std::size_t i = 0; i < endpoints_.size(); ++i) {
     if (endpoints_[i].get() == &ep) f.endpoint = i;
@@ -147,10 +252,12 @@ bool server::forward_to_owner(endpoint& ep, const received_datagram& d,
   stats_.forwarded.fetch_add(1, std::memory_order_relaxed);
   // Every packet of a rebound connection comes this way: no address text unless it is logged.
   if (log_.enabled(log_level::debug)) {
-    log_.debug("packet.forwarded", {{"to_worker", owner}, {"peer", d.remote.to_string()}});
+    log_.debug("packet.forwarded", {{"to_worker", owner},
+                                    {"peer", d.remote.to_string()},
+                                    {"new_connection", placed}});
   }
+  f.placed = placed;
   group_.forward(owner, std::move(f));
-  return true;
 }
 
 void server::on_forwarded(const forwarded_datagram& f) {
@@ -161,8 +268,9 @@ void server::on_forwarded(const forwarded_datagram& f) {
   d.local = f.local;
   d.segment_size = f.bytes.size();
   d.ecn = f.ecn;
-  // The DCID names this worker, so on_packet never forwards it again.
-  on_packet(*endpoints_[f.endpoint], d, f.bytes);
+  // The DCID names this worker, or the sender placed the new connection here: on_packet
+  // never forwards it again.
+  on_packet(*endpoints_[f.endpoint], d, f.bytes, f.placed);
 }
 
 void server::new_cid(ngtcp2_cid& cid, std::size_t length) const noexcept {

@@ -61,7 +61,27 @@ struct forwarded_datagram {
   socket_address local;
   std::vector<std::uint8_t> bytes;
   unsigned ecn = 0;
+  bool placed = false; ///< a new connection's packet, placed on that worker (packing)
 };
+
+/// How late a worker is (--placement pack): how long the datagrams it reads waited in its
+/// socket, the most in the last window or the current one (microseconds), and when that was
+/// last said (CLOCK_REALTIME ns). Written by the worker, read by any (relaxed: each alone).
+struct worker_lag {
+  std::atomic<std::uint32_t> lag_us{0};
+  std::atomic<std::uint64_t> at{0};
+};
+
+/// --placement pack: a worker whose datagrams waited less than this keeps up (2 ms: under a
+/// handshake burst on this figure's worker, tasks stay well within g3proxy's timeouts and a
+/// 5 ms p99; docs/performance.md has the 1, 2 and 4 ms measured).
+inline constexpr std::uint32_t keeps_up_lag_us = 2000;
+/// A lag older than this is stale: that worker read nothing since, so it waits for nothing.
+inline constexpr std::uint64_t lag_stale_ns = 50'000'000;
+
+/// --placement pack: the lowest-numbered worker whose lag is under |keeps_up_us|, else the
+/// least late (the lowest-numbered among equals).
+std::size_t choose_worker(std::span<const std::uint32_t> lag_us, std::uint32_t keeps_up_us) noexcept;
 
 /// What the servers of one process share; made before them, outliving them. One worker: a
 /// group of one, no forwarding.
@@ -81,6 +101,16 @@ struct server_group {
   std::atomic<std::uint64_t> refused_unreported{0};
   /// Hands |d| to worker |to| (thread-safe; it runs on that worker's thread later).
   std::function<void(std::size_t to, forwarded_datagram&& d)> forward;
+  /// The kernel hands each datagram to the worker its connection ID names (a reuseport
+  /// program on every listen address): set once, before the workers start.
+  bool steering = false;
+  /// New connections are placed by lag (--placement pack, with steering); else by the hash.
+  bool packing = false;
+  std::array<worker_lag, max_workers> lags{};
+
+  /// The worker a new connection should go to (packing), from every worker's lag at |now|
+  /// (CLOCK_REALTIME ns).
+  std::size_t place(std::uint64_t now) const noexcept;
 };
 
 class server {
@@ -119,8 +149,13 @@ public:
   /// Fills |cid| with a new connection ID of |length| bytes: random, but for the first byte,
   /// which names this worker when there are several (at least 8 random bytes remain).
   void new_cid(ngtcp2_cid& cid, std::size_t length) const noexcept;
-  /// A datagram another worker received for one of our connections (this worker's thread).
+  /// A datagram another worker received for one of our connections, or for a new connection
+  /// it placed here (this worker's thread).
   void on_forwarded(const forwarded_datagram& d);
+  /// Asks the kernel to hand each datagram to the worker its connection ID names (every
+  /// listen address; worker 0, once its sockets are bound). 0, or the errno of the first
+  /// address that could not.
+  int steer_by_connection_id() noexcept;
   void associate(const ngtcp2_cid& cid, connection& c);
   void dissociate(const ngtcp2_cid& cid);
   send_result send(endpoint& ep, const socket_address& remote, const socket_address& local,
@@ -142,7 +177,19 @@ private:
   void on_readable(endpoint& ep);
   void warn_full();
   void on_writable(endpoint& ep);
-  void on_packet(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt);
+  /// |placed|: another worker chose this one for the packet's new connection (packing).
+  void on_packet(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt,
+                 bool placed = false);
+  /// Packing: an Initial (or 0-RTT) packet of a connection no worker has yet goes to the worker
+  /// group_.place() picks, and every later one with the same client and client-chosen ID to
+  /// the same worker. False when it stays here.
+  bool place_elsewhere(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt,
+                       std::span<const std::uint8_t> dcid, std::uint32_t version);
+  /// Hands a copy of |pkt| to worker |owner|; |placed|: a new connection placed there.
+  void forward(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt,
+               std::size_t owner, bool placed);
+  /// Packing: how long the oldest datagram of a batch waited, into this worker's lag.
+  void note_lag(const received_datagram& oldest) noexcept;
   /// |version|: the packet's, as decoded by on_packet (long header only).
   bool forward_to_owner(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt,
                         std::span<const std::uint8_t> dcid, std::uint32_t version);
@@ -194,6 +241,17 @@ private:
   server_stats stats_;
   std::size_t peak_blocks_ = 0; // stream blocks in use at the last peak (trim_memory)
   timestamp last_trim_ = 0;     // when trim_memory last gave memory back
+
+  // Packing: where this worker sent the new connections it received (client address and
+  // client-chosen ID -> worker), so that their retransmitted Initials and 0-RTT follow. Two
+  // generations, the older dropped every 10 s (or at 65,536 entries): a handshake is long over.
+  std::unordered_map<std::string, std::uint16_t> placed_;
+  std::unordered_map<std::string, std::uint16_t> placed_before_;
+  std::uint64_t placed_since_ = 0; // CLOCK_REALTIME ns
+  // Packing: this worker's lag window (CLOCK_REALTIME ns, lags in ns).
+  std::uint64_t lag_window_start_ = 0;
+  std::uint64_t lag_window_max_ = 0;
+  std::uint64_t lag_previous_max_ = 0;
 
   // Stateless resets are rate limited (RFC 9000 §10.3.3): a token bucket refilled each second.
   timestamp reset_bucket_refill_ = 0;

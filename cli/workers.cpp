@@ -9,10 +9,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <csignal>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace detour::cli {
@@ -118,6 +121,25 @@ worker_group::worker_group(event_loop& loop, const serve_config& config, const t
     w->box = std::make_unique<mailbox>(
         *w->loop, [srv](const forwarded_datagram& d) { srv->on_forwarded(d); });
     workers_.push_back(std::move(w));
+    if (i == 0 && count > 1) steer(log);
+  }
+}
+
+void worker_group::steer(logger& log) {
+  // Before the other workers join: a datagram that reaches a socket of the group before the
+  // program does is hashed, and forwarded if it must be (forward_to_owner).
+  // DETOUR_STEERING=off: without the program, as on a kernel that refuses it (docs/serve.md).
+  const char* env = std::getenv("DETOUR_STEERING");
+  const int e = env && std::string_view(env) == "off"
+                    ? EPERM
+                    : workers_.front()->srv->steer_by_connection_id();
+  group_.steering = e == 0;
+  group_.packing = group_.steering && workers_.front()->config.placement == serve_config::placement::pack;
+  if (e != 0) {
+    log.warn("server.steering_unavailable",
+             {{"error", std::strerror(e)},
+              {"note", "packets reaching the wrong worker are handed over; new connections "
+                       "spread by the kernel's hash"}});
   }
 }
 

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -87,6 +88,11 @@ public:
   /// thread's signalfd receives them).
   void start();
   std::size_t size() const noexcept { return workers_.size(); }
+  /// How new connections are placed: "pack" or "spread" (--placement; spread when the kernel
+  /// cannot steer packets by connection ID), or "single" with one worker.
+  std::string_view placement() const noexcept {
+    return workers_.size() < 2 ? "single" : group_.packing ? "pack" : "spread";
+  }
 
   std::vector<socket_address> local_addresses() const;
   bool gso_available() const noexcept;
@@ -107,6 +113,8 @@ public:
   std::vector<std::size_t> heartbeat();
 
 private:
+  /// Joins the kernel's steering to worker 0's sockets (cli/udp.hpp), and decides packing.
+  void steer(logger& log);
   struct worker {
     std::unique_ptr<event_loop> own_loop; // null for worker 0 (the caller's loop)
     event_loop* loop = nullptr;

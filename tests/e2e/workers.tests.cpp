@@ -1,18 +1,22 @@
 // SPDX-License-Identifier: MIT
-// End-to-end tests of `detour serve --workers`: connections spread over the workers (by the
-// kernel's SO_REUSEPORT hash of their 4-tuples), session tickets valid in every worker, packets
-// of a connection whose address changed (NAT rebinding, RFC 9000 §9) reaching the worker that
-// owns it, and a drain across workers.
+// End-to-end tests of `detour serve --workers`: new connections packed on the first worker that
+// keeps up (--placement pack) or spread by the kernel's SO_REUSEPORT hash of their 4-tuples
+// (--placement spread), session tickets valid in every worker, packets of a connection whose
+// address changed (NAT rebinding, RFC 9000 §9) reaching the worker that owns it (steered by the
+// kernel, or handed over by the worker they reached), and a drain across workers.
 #include "client.hpp"
 #include "results.hpp"
 #include "fault_relay.hpp"
 #include "inspect_support.hpp"
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/generators/catch_generators.hpp>
 
 #include <poll.h>
 
 #include <csignal>
+#include <cstdlib>
+#include <optional>
 #include <set>
 
 using namespace detour;
@@ -36,12 +40,24 @@ std::set<int> workers_in(const std::vector<std::string>& lines) {
   return out;
 }
 
+// Sets an environment variable for the servers started while it lives.
+struct scoped_env {
+  scoped_env(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+  ~scoped_env() { ::unsetenv(name_); }
+  scoped_env(const scoped_env&) = delete;
+  scoped_env& operator=(const scoped_env&) = delete;
+
+private:
+  const char* name_;
+};
+
 } // namespace
 
-TEST_CASE("serve --workers 2 spreads connections over both workers and every task is byte-exact",
+TEST_CASE("serve --workers 2 --placement spread spreads connections over both workers and every "
+          "task is byte-exact",
           "[e2e][workers]") {
-  server_process srv({"--workers", "2"});
-  REQUIRE(srv.wait_for_line({"server.listening", "workers=2"}));
+  server_process srv({"--workers", "2", "--placement", "spread"});
+  REQUIRE(srv.wait_for_line({"server.listening", "workers=2", "placement=spread"}));
   // 32 connections from 32 source ports: the kernel's hash puts them on both workers (all on
   // one has a chance of 2^-31).
   g3_client client(srv, trusting(srv), std::nullopt, 32, 4);
@@ -55,10 +71,29 @@ TEST_CASE("serve --workers 2 spreads connections over both workers and every tas
   CHECK(workers_in(srv.find_lines({"task.end", "how=finished"})) == std::set<int>{0, 1});
 }
 
+TEST_CASE("serve --workers 2 packs a light load's connections on worker 0 (--placement pack, the "
+          "default)",
+          "[e2e][workers][placement]") {
+  server_process srv({"--workers", "2", "--log-level", "debug"});
+  REQUIRE(srv.wait_for_line({"server.listening", "workers=2", "placement=pack"}));
+  // 16 connections one after another, each from a new source port: worker 0 keeps up with
+  // one at a time, so every one is placed there, whichever worker the kernel's hash gives its
+  // first packet (worker 1 for none of 16 has a chance of 2^-16: it hands those over).
+  g3_client client(srv, trusting(srv), std::nullopt, 1, 1);
+  for (std::uint64_t i = 0; i < 16; ++i) require_all_ok(client.run({plan(i, 16 * 1024)}));
+  const auto opened = srv.find_lines({"conn.open"});
+  CHECK(opened.size() >= 16);
+  CHECK(workers_in(opened) == std::set<int>{0});
+  CHECK(workers_in(srv.find_lines({"task.end", "how=finished"})) == std::set<int>{0});
+  const auto handed = srv.find_lines({"packet.forwarded", "new_connection=true"});
+  CHECK_FALSE(handed.empty());
+  CHECK(workers_in(handed) == std::set<int>{1});
+}
+
 TEST_CASE("serve --workers 2 resumes a session on the other worker than the one that issued its "
           "ticket",
           "[e2e][workers][resume]") {
-  server_process srv({"--workers", "2"});
+  server_process srv({"--workers", "2", "--placement", "spread"});
   // One task per connection, one connection at a time: each connection resumes with the
   // ticket of the one before it, from a new source port, on whichever worker the kernel picks.
   g3_client client(srv, trusting(srv), std::nullopt, 1, 1);
@@ -78,38 +113,66 @@ TEST_CASE("serve --workers 2 resumes a session on the other worker than the one 
   CHECK(client.pool->stats().resumed >= 1);
 }
 
-TEST_CASE("serve --workers 2 routes the packets of a connection whose address changed to its "
-          "worker",
-          "[e2e][workers][migration]") {
-  server_process srv({"--workers", "2", "--log-level", "debug", "--metrics", "127.0.0.1:0"});
-  const auto metrics_line = srv.wait_for_line({"metrics.listening"});
-  REQUIRE(metrics_line);
+namespace {
+
+// One connection serving every task, its address changing (a fault relay's source port)
+// before each of 8 rounds of two 1 MiB tasks and once within each: each new 4-tuple lands on
+// either worker by the kernel's hash, so the owner's worker receives all 16 new ports with a
+// chance of 2^-16. Returns how many packets the relay carried from the client.
+std::uint64_t rebinding_rounds(server_process& srv) {
   g3_client client(srv);
   fault_relay relay(client.loop, srv.address(), fault_profile{});
-  // One connection serving every task, established before its address first changes (a
-  // client may not migrate during its handshake, RFC 9000 §9: that would fail with one worker
-  // too).
+  // Established before its address first changes (a client may not migrate during its
+  // handshake, RFC 9000 §9: that would fail with one worker too).
   client.config.connections = 1;
   client.config.reuse_limit = 1000;
   client.target(relay.address());
   require_all_ok(client.run({plan(100, 4096)}));
-  // Rounds of two 1 MiB tasks, the relay's source port changing before each round and once
-  // within it: each new 4-tuple lands on either worker, so the owner's worker receives all 16
-  // new ports with a chance of 2^-16.
   cli::timer rebinder(client.loop, [&] { relay.rebind(); });
   for (std::uint64_t round = 0; round < 8; ++round) {
     relay.rebind();
     rebinder.arm_in(5 * cli::nanoseconds_per_millisecond);
     require_all_ok(client.run({plan(2 * round, 1 << 20), plan(2 * round + 1, 1 << 20)}));
   }
-  const auto forwarded = srv.find_lines({"packet.forwarded"});
+  return relay.stats().forwarded;
+}
+
+} // namespace
+
+TEST_CASE("serve --workers 2 steers the packets of a connection whose address changed to its "
+          "worker in the kernel",
+          "[e2e][workers][migration]") {
+  // Spread, so that no new connection is handed over either: every packet reaches the worker
+  // its connection ID names without passing through another.
+  server_process srv({"--workers", "2", "--placement", "spread", "--log-level", "debug"});
+  CHECK(rebinding_rounds(srv) > 100);
+  for (const auto& l : srv.find_lines({"packet.forwarded"})) UNSCOPED_INFO(l);
+  CHECK(srv.find_lines({"packet.forwarded"}).empty());
+  CHECK(srv.find_lines({"server.steering_unavailable"}).empty());
+  CHECK(srv.find_lines({"stream.error"}).empty());
+  CHECK(srv.find_lines({"conn.close"}).empty());
+}
+
+TEST_CASE("serve --workers 2 without the kernel's steering hands the packets of a connection "
+          "whose address changed to its worker",
+          "[e2e][workers][migration]") {
+  const scoped_env off("DETOUR_STEERING", "off");
+  server_process srv({"--workers", "2", "--log-level", "debug", "--metrics", "127.0.0.1:0"});
+  const auto metrics_line = srv.wait_for_line({"metrics.listening"});
+  REQUIRE(metrics_line);
+  // As on a kernel that refuses the program: said once, and new connections spread.
+  CHECK(srv.wait_for_line({"server.steering_unavailable"}));
+  CHECK(srv.wait_for_line({"server.listening", "placement=spread"}));
+  g3_client scraper(srv);
+  CHECK(rebinding_rounds(srv) > 100);
+  const auto forwarded = srv.find_lines({"packet.forwarded", "new_connection=false"});
   CHECK_FALSE(forwarded.empty());
   // The metrics endpoint counts each of them: every forwarded packet is also logged (at
   // debug), so once the log has caught up with a scrape, both say the same.
   const std::string metrics_at = log_field(*metrics_line, "address");
   double counted = -1;
   CHECK(poll_until(
-      client,
+      scraper,
       [&] {
         counted = metric(http_get(metrics_at, "/metrics"), "detour_packets_forwarded_total");
         return counted > 0 &&
@@ -125,7 +188,7 @@ TEST_CASE("serve --workers 2 routes the packets of a connection whose address ch
 
 TEST_CASE("serve --workers 2 drains on SIGTERM: tasks on both workers finish, then exit 0",
           "[e2e][workers][drain]") {
-  server_process srv({"--workers", "2", "--log-level", "debug"});
+  server_process srv({"--workers", "2", "--placement", "spread", "--log-level", "debug"});
   // 32 tasks on 32 connections from 32 source ports: all on one worker has a chance of 2^-31.
   constexpr std::size_t n = 32;
   g3_client client(srv, trusting(srv), std::nullopt, n, 1);
@@ -171,7 +234,13 @@ TEST_CASE("serve --workers 2 keeps 0-RTT packets of QUIC v1 and v2 on the worker
           "[e2e][workers][quic]") {
   // Initial and 0-RTT packets carry the client's own DCID, whose first byte names no worker;
   // the other packets carry ours, whose first byte does. QUIC v2 numbers the long-header types
-  // differently from v1 (RFC 9369 §3.2): its 0-RTT has v1's Handshake type.
+  // differently from v1 (RFC 9369 §3.2): its 0-RTT has v1's Handshake type. With the kernel's
+  // steering each packet reaches the worker its ID's first byte names, and none is handed
+  // over; without it, the one short-header packet that names the other worker is.
+  const bool steering = GENERATE(true, false);
+  INFO("steering " << steering);
+  std::optional<scoped_env> off;
+  if (!steering) off.emplace("DETOUR_STEERING", "off");
   server_process srv({"--workers", "2", "--log-level", "debug"});
   auto sock = cli::udp_socket::connected(srv.address());
   const auto datagram = [](std::uint8_t first, std::uint8_t dcid0) {
@@ -213,9 +282,18 @@ TEST_CASE("serve --workers 2 keeps 0-RTT packets of QUIC v1 and v2 on the worker
     resets += sock.receive(batch);
   }
   REQUIRE(resets == 2);
-  // Only the short-header packet naming the other worker went there.
+  // Only the short-header packet naming the other worker went there, if the kernel did not.
   const auto forwarded = srv.find_lines({"packet.forwarded"});
   for (const auto& l : forwarded) UNSCOPED_INFO(l);
-  CHECK(forwarded.size() == 1);
+  CHECK(forwarded.size() == (steering ? 0U : 1U));
   CHECK(srv.running());
+}
+
+TEST_CASE("serve --placement takes pack or spread, and says which one applies", "[e2e][workers][options]") {
+  const auto bad = run_command("timeout 10 " + detour_binary() + " serve --placement even");
+  CHECK(bad.status == 2);
+  CHECK(bad.output.find("--placement wants pack or spread, not 'even'") != std::string::npos);
+  // One worker places nothing.
+  server_process single({"--workers", "1", "--placement", "spread"});
+  CHECK(single.wait_for_line({"server.listening", "workers=1", "placement=single"}));
 }
