@@ -3,8 +3,9 @@
 // their connection by destination connection ID, version negotiation (§6), stateless reset
 // (§10.3), optional Retry (§8.1.2), the connection limit, graceful shutdown and certificate
 // reload. With `--workers` several servers, one per worker thread, share a server_group: the
-// connection IDs they issue name their worker, and a packet that reaches the wrong worker is
-// handed to the right one (cli/workers.hpp).
+// connection IDs they issue name their worker, which the kernel steers each packet to; a new
+// connection may be placed on another worker (--placement pack), and a packet that reaches the
+// wrong worker is handed to the right one (cli/workers.hpp).
 #pragma once
 
 #include "connection.hpp"

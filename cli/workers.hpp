@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 // cli/workers.hpp: `detour serve --workers N`: N QUIC servers (cli/server.hpp) in one process,
-// each with its own event loop and its own SO_REUSEPORT sockets on every listen address, so the
-// kernel spreads clients' 4-tuples over them. Worker 0 runs on the caller's loop, the others on
-// threads. A mailbox per worker (mutex + eventfd) carries the datagrams that reached the wrong
-// worker (a client whose address changed, RFC 9000 §9) and the signals' work (reload, drain).
+// each with its own event loop and its own SO_REUSEPORT sockets on every listen address. The
+// kernel hands each datagram to the worker its connection ID names (udp_socket::
+// steer_by_connection_id) and hashes the rest; --placement decides where new connections go.
+// Worker 0 runs on the caller's loop, the others on threads. A mailbox per worker (mutex +
+// eventfd) carries the new connections placed on it by another worker, the datagrams that
+// reached the wrong worker without the kernel's steering, and the signals' work (reload,
+// drain).
 #pragma once
 
 #include "event_loop.hpp"
