@@ -272,6 +272,8 @@ bool event_loop::run_once(timestamp deadline) {
     if (errno != EINTR) throw_errno("epoll_wait");
     n = 0;
   }
+  wait_began_ = now;
+  wait_ended_ = wait == 0 ? now : monotonic_now();
 
   batch_ = events.data();
   batch_size_ = n;

@@ -136,6 +136,10 @@ public:
   bool run_once(timestamp deadline);
   void stop() noexcept { stopped_ = true; }
   bool stopped() const noexcept { return stopped_; }
+  /// When the last wait for events began and ended (monotonic): what arrived in between was
+  /// waiting for the thread to wake, not for the loop to finish other work.
+  timestamp wait_began() const noexcept { return wait_began_; }
+  timestamp wait_ended() const noexcept { return wait_ended_; }
 
 private:
   friend class io_watch;
@@ -160,6 +164,8 @@ private:
   int epoll_fd_ = -1;
   bool stopped_ = false;
   bool have_pwait2_ = true;
+  timestamp wait_began_ = 0;
+  timestamp wait_ended_ = 0;
   std::vector<timer*> heap_;
   deferred* deferred_head_ = nullptr;
   deferred* deferred_tail_ = nullptr;

@@ -54,11 +54,11 @@ options:
                          1: a single loop. On a host shared with a busy process (g3proxy
                          itself), give it the cores that process leaves
   --placement HOW        where new connections go with several workers: pack fills the
-                         lowest-numbered worker that keeps up (its packets wait under 2 ms)
-                         before the next, so a light load wakes one thread, not all; spread
-                         lets the kernel hash clients' addresses and ports over all of them
-                         (equal shares, for long heavy tasks on few connections)
-                         (default pack)
+                         lowest-numbered worker that keeps up (while busy, its packets wait
+                         under 2 ms) before the next, so a light load wakes one thread, not
+                         all; spread lets the kernel hash clients' addresses and ports over
+                         all of them (equal shares, for long heavy tasks on few
+                         connections) (default pack)
   --max-connections N    connections at once, all workers together; more are refused
                          (default 4096)
   --max-streams N        concurrent streams a client may open per connection, raised again as

@@ -114,6 +114,14 @@ bool client_chosen_dcid(std::uint8_t first, std::uint32_t version) noexcept {
   return version == NGTCP2_PROTO_VER_V2 ? (type == 1 || type == 2) : (type == 0 || type == 1);
 }
 
+// CPU time of the calling thread (a system call: once a lag window).
+std::uint64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 std::uint64_t realtime_now() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -123,8 +131,8 @@ std::uint64_t realtime_now() noexcept {
 
 } // namespace
 
-void server::on_packet(endpoint& ep, const received_datagram& d,
-                       std::span<const std::uint8_t> pkt, bool placed) {
+void server::on_packet(endpoint& ep, const received_datagram& d, std::span<const std::uint8_t> pkt,
+                       bool placed) {
   if (pkt.size() < min_packet_size) return;
   ngtcp2_version_cid vc{};
   switch (ngtcp2_pkt_decode_version_cid(&vc, pkt.data(), pkt.size(), our_cid_length)) {
@@ -153,7 +161,6 @@ void server::on_packet(endpoint& ep, const received_datagram& d,
   accept(ep, d, pkt);
 }
 
-
 std::size_t choose_worker(std::span<const std::uint32_t> lag_us,
                           std::uint32_t keeps_up_us) noexcept {
   std::size_t least = 0;
@@ -175,19 +182,35 @@ std::size_t server_group::place(std::uint64_t now) const noexcept {
 
 void server::note_lag(const received_datagram& oldest) noexcept {
   if (oldest.queued_at == 0) return;
-  // The datagrams of a batch queued in order: the first waited longest.
+  // The datagrams of a batch queued in order: the first waited longest. Of its wait, the part
+  // spent while this thread slept in the loop's wait (the time the host took to wake it) is
+  // not counted: another worker would not be woken sooner. What remains is the time it
+  // waited for this worker to finish other work.
   const std::uint64_t now = realtime_now();
-  const std::uint64_t lag = now > oldest.queued_at ? now - oldest.queued_at : 0;
+  const timestamp mono = monotonic_now();
+  const std::uint64_t to_real = now - mono; // both clocks read together
+  const std::uint64_t queued = oldest.queued_at;
+  std::uint64_t lag = now > queued ? now - queued : 0;
+  const std::uint64_t slept_from = std::max(queued, loop_.wait_began() + to_real);
+  const std::uint64_t slept_to = loop_.wait_ended() + to_real;
+  if (slept_to > slept_from) lag -= std::min(lag, slept_to - slept_from);
   constexpr std::uint64_t window = 10'000'000; // 10 ms
-  const std::uint64_t before = std::max(lag_window_max_, lag_previous_max_);
+  const std::uint64_t before = lag_busy_ ? std::max(lag_window_max_, lag_previous_max_) : 0;
   if (now - lag_window_start_ >= window) {
-    // A new window; the last one still counts until this one ends.
+    // A new window; the last one still counts until this one ends. A lag counts only while
+    // this thread ran for at least half of the last window: a worker with little to do whose
+    // packets waited was held up by other work on the host, which would hold up any other
+    // worker as much.
+    const std::uint64_t cpu = thread_cpu_ns();
+    lag_busy_ = now - lag_window_start_ < 2 * window &&
+                2 * (cpu - lag_window_cpu_) >= now - lag_window_start_;
     lag_previous_max_ = now - lag_window_start_ < 2 * window ? lag_window_max_ : 0;
     lag_window_max_ = 0;
     lag_window_start_ = now;
+    lag_window_cpu_ = cpu;
   }
   lag_window_max_ = std::max(lag_window_max_, lag);
-  const std::uint64_t current = std::max(lag_window_max_, lag_previous_max_);
+  const std::uint64_t current = lag_busy_ ? std::max(lag_window_max_, lag_previous_max_) : 0;
   worker_lag& mine = group_.lags[index_];
   // Said when it changes, and at least once a window so that it does not look stale.
   if (current != before || now - mine.at.load(std::memory_order_relaxed) >= window) {
@@ -198,8 +221,8 @@ void server::note_lag(const received_datagram& oldest) noexcept {
 }
 
 bool server::place_elsewhere(endpoint& ep, const received_datagram& d,
-                             std::span<const std::uint8_t> pkt,
-                             std::span<const std::uint8_t> dcid, std::uint32_t version) {
+                             std::span<const std::uint8_t> pkt, std::span<const std::uint8_t> dcid,
+                             std::uint32_t version) {
   if (!client_chosen_dcid(pkt[0], version)) return false;
   std::string key(reinterpret_cast<const char*>(d.remote.data()), d.remote.size());
   key.append(reinterpret_cast<const char*>(dcid.data()), dcid.size());
@@ -209,8 +232,11 @@ bool server::place_elsewhere(endpoint& ep, const received_datagram& d,
   } else if (auto old = placed_before_.find(key); old != placed_before_.end()) {
     owner = old->second;
   } else {
-    // Only an Initial starts a connection; anything else here finds none, wherever it goes.
-    if (!is_initial(pkt[0], version)) return false;
+    // Only an Initial that accept() would take starts a connection (a full-sized datagram);
+    // anything else finds none, wherever it goes, and is dropped here.
+    ngtcp2_pkt_hd hd{};
+    if (!is_initial(pkt[0], version) || ngtcp2_accept(&hd, pkt.data(), pkt.size()) != 0)
+      return false;
     const std::uint64_t now = realtime_now();
     if (now - placed_since_ >= 10 * nanoseconds_per_second || placed_.size() >= 65536) {
       placed_before_ = std::move(placed_);
@@ -226,12 +252,13 @@ bool server::place_elsewhere(endpoint& ep, const received_datagram& d,
 }
 
 bool server::forward_to_owner(endpoint& ep, const received_datagram& d,
-                              std::span<const std::uint8_t> pkt,
-                              std::span<const std::uint8_t> dcid, std::uint32_t version) {
+                              std::span<const std::uint8_t> pkt, std::span<const std::uint8_t> dcid,
+                              std::uint32_t version) {
   if (group_.workers < 2 || dcid.size() != our_cid_length) return false;
   // Initial and 0-RTT packets carry the client's own random DCID until it learns ours (RFC
   // 9000 §7.2), and a client does not migrate before the handshake (§9): whoever receives
-  // them accepts. Every other packet names its connection with an ID of ours.
+  // them accepts them or places them (place_elsewhere). Every other packet names its
+  // connection with an ID of ours.
   if ((pkt[0] & 0x80) != 0 && client_chosen_dcid(pkt[0], version)) return false;
   const std::size_t owner = dcid[0];
   if (owner == index_ || owner >= group_.workers) return false;
@@ -252,9 +279,8 @@ void server::forward(endpoint& ep, const received_datagram& d, std::span<const s
   stats_.forwarded.fetch_add(1, std::memory_order_relaxed);
   // Every packet of a rebound connection comes this way: no address text unless it is logged.
   if (log_.enabled(log_level::debug)) {
-    log_.debug("packet.forwarded", {{"to_worker", owner},
-                                    {"peer", d.remote.to_string()},
-                                    {"new_connection", placed}});
+    log_.debug("packet.forwarded",
+               {{"to_worker", owner}, {"peer", d.remote.to_string()}, {"new_connection", placed}});
   }
   f.placed = placed;
   group_.forward(owner, std::move(f));
@@ -373,8 +399,7 @@ void server::send_version_negotiation(endpoint& ep, const received_datagram& d,
   // The client's SCID becomes our DCID and vice versa (§17.2.1).
   const ngtcp2_ssize n =
       ngtcp2_pkt_write_version_negotiation(buf.data(), buf.size(), unused, scid.data(), scid.size(),
-                                           dcid.data(), dcid.size(), versions,
-                                           std::size(versions));
+                                           dcid.data(), dcid.size(), versions, std::size(versions));
   if (n <= 0) return;
   ++stats_.version_negotiations;
   (void)send(ep, d.remote, d.local, {buf.data(), static_cast<std::size_t>(n)},

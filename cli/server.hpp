@@ -66,7 +66,8 @@ struct forwarded_datagram {
 };
 
 /// How late a worker is (--placement pack): how long the datagrams it reads waited in its
-/// socket, the most in the last window or the current one (microseconds), and when that was
+/// socket while it was awake, the most in the last 10 ms window or the current one
+/// (microseconds; 0 unless it ran for at least half of the last window), and when that was
 /// last said (CLOCK_REALTIME ns). Written by the worker, read by any (relaxed: each alone).
 struct worker_lag {
   std::atomic<std::uint32_t> lag_us{0};
@@ -82,7 +83,8 @@ inline constexpr std::uint64_t lag_stale_ns = 50'000'000;
 
 /// --placement pack: the lowest-numbered worker whose lag is under |keeps_up_us|, else the
 /// least late (the lowest-numbered among equals).
-std::size_t choose_worker(std::span<const std::uint32_t> lag_us, std::uint32_t keeps_up_us) noexcept;
+std::size_t choose_worker(std::span<const std::uint32_t> lag_us,
+                          std::uint32_t keeps_up_us) noexcept;
 
 /// What the servers of one process share; made before them, outliving them. One worker: a
 /// group of one, no forwarding.
@@ -253,6 +255,8 @@ private:
   std::uint64_t lag_window_start_ = 0;
   std::uint64_t lag_window_max_ = 0;
   std::uint64_t lag_previous_max_ = 0;
+  std::uint64_t lag_window_cpu_ = 0; // this thread's CPU time when the window began
+  bool lag_busy_ = false;            // it ran at least half of the last window
 
   // Stateless resets are rate limited (RFC 9000 §10.3.3): a token bucket refilled each second.
   timestamp reset_bucket_refill_ = 0;

@@ -326,18 +326,19 @@ int udp_socket::steer_by_connection_id(std::size_t cid_length) noexcept {
   // group; one past its end makes the kernel fall back to its hash. A load past the end of
   // the datagram would end the program with 0 (the first socket), so the length comes first.
   constexpr std::uint32_t hash = 0xFFFFFFFF;
+  const auto length = static_cast<std::uint32_t>(cid_length);
   sock_filter program[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),                // 0: A = datagram length
-      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 7, 0, 8),         // 1: too short for byte 6: 10
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),                // 2: A = first byte
-      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x80, 2, 0),     // 3: long header: 6
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 1),                // 4: short: the ID's first byte
-      BPF_STMT(BPF_RET | BPF_A, 0),                         // 5
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 5),                // 6: long: the ID's length
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(cid_length), 0, 2), // 7
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 6),                // 8: the ID's first byte
-      BPF_STMT(BPF_RET | BPF_A, 0),                         // 9
-      BPF_STMT(BPF_RET | BPF_K, hash),                      // 10: not one of our IDs
+      BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),             // 0: A = datagram length
+      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 7, 0, 8),      // 1: too short for byte 6: 10
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),             // 2: A = first byte
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x80, 2, 0),  // 3: long header: 6
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 1),             // 4: short: the ID's first byte
+      BPF_STMT(BPF_RET | BPF_A, 0),                      // 5
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 5),             // 6: long: the ID's length
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, length, 0, 2), // 7: ours? else 10
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 6),             // 8: the ID's first byte
+      BPF_STMT(BPF_RET | BPF_A, 0),                      // 9
+      BPF_STMT(BPF_RET | BPF_K, hash),                   // 10: not one of our IDs
   };
   sock_fprog prog{};
   prog.len = static_cast<unsigned short>(std::size(program));

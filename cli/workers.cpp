@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -134,7 +134,8 @@ void worker_group::steer(logger& log) {
                     ? EPERM
                     : workers_.front()->srv->steer_by_connection_id();
   group_.steering = e == 0;
-  group_.packing = group_.steering && workers_.front()->config.placement == serve_config::placement::pack;
+  group_.packing =
+      group_.steering && workers_.front()->config.placement == serve_config::placement::pack;
   if (e != 0) {
     log.warn("server.steering_unavailable",
              {{"error", std::strerror(e)},

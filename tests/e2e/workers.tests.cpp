@@ -5,9 +5,9 @@
 // address changed (NAT rebinding, RFC 9000 §9) reaching the worker that owns it (steered by the
 // kernel, or handed over by the worker they reached), and a drain across workers.
 #include "client.hpp"
-#include "results.hpp"
 #include "fault_relay.hpp"
 #include "inspect_support.hpp"
+#include "results.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
@@ -76,16 +76,22 @@ TEST_CASE("serve --workers 2 packs a light load's connections on worker 0 (--pla
           "[e2e][workers][placement]") {
   server_process srv({"--workers", "2", "--log-level", "debug"});
   REQUIRE(srv.wait_for_line({"server.listening", "workers=2", "placement=pack"}));
-  // 16 connections one after another, each from a new source port: worker 0 keeps up with
-  // one at a time, so every one is placed there, whichever worker the kernel's hash gives its
-  // first packet (worker 1 for none of 16 has a chance of 2^-16: it hands those over).
+  // 24 connections one after another, each from a new source port: worker 0 keeps up with
+  // one at a time, so they are placed there, whichever worker the kernel's hash gives their
+  // first packet (worker 1 hands those over). A host busy with other work may preempt worker 0
+  // for 2 ms and send one or two to worker 1; by the hash alone, 20 or more of 24 on worker 0
+  // has a chance of 0.08%.
   g3_client client(srv, trusting(srv), std::nullopt, 1, 1);
-  for (std::uint64_t i = 0; i < 16; ++i) require_all_ok(client.run({plan(i, 16 * 1024)}));
+  for (std::uint64_t i = 0; i < 24; ++i) require_all_ok(client.run({plan(i, 16 * 1024)}));
   const auto opened = srv.find_lines({"conn.open"});
-  CHECK(opened.size() >= 16);
-  CHECK(workers_in(opened) == std::set<int>{0});
-  CHECK(workers_in(srv.find_lines({"task.end", "how=finished"})) == std::set<int>{0});
-  const auto handed = srv.find_lines({"packet.forwarded", "new_connection=true"});
+  CHECK(opened.size() >= 24);
+  std::size_t on_first = 0;
+  for (const auto& l : opened) on_first += worker_of(l) == 0 ? 1 : 0;
+  INFO(on_first << " of " << opened.size() << " connections on worker 0");
+  CHECK(on_first >= 20);
+  // Worker 1 handed new connections to worker 0 (none reaching worker 1 has a chance of
+  // 2^-24).
+  const auto handed = srv.find_lines({"packet.forwarded", "new_connection=true", "to_worker=0"});
   CHECK_FALSE(handed.empty());
   CHECK(workers_in(handed) == std::set<int>{1});
 }
@@ -289,7 +295,8 @@ TEST_CASE("serve --workers 2 keeps 0-RTT packets of QUIC v1 and v2 on the worker
   CHECK(srv.running());
 }
 
-TEST_CASE("serve --placement takes pack or spread, and says which one applies", "[e2e][workers][options]") {
+TEST_CASE("serve --placement takes pack or spread, and says which one applies",
+          "[e2e][workers][options]") {
   const auto bad = run_command("timeout 10 " + detour_binary() + " serve --placement even");
   CHECK(bad.status == 2);
   CHECK(bad.output.find("--placement wants pack or spread, not 'even'") != std::string::npos);
