@@ -169,8 +169,9 @@ std::string metrics::render(const metrics_gauges& g) const {
   counter(out, "detour_version_negotiations_total", "Version negotiation packets sent.",
           g.version_negotiations);
   counter(out, "detour_packets_forwarded_total",
-          "Packets received by one worker and handed to the worker that owns their connection "
-          "(--workers; a client whose address changed).",
+          "Packets received by one worker and handed to another (--workers): new connections "
+          "placed there by --placement pack, and, without the kernel's steering, packets of "
+          "clients whose address changed.",
           g.packets_forwarded);
 
   family(out, "detour_handshake_failures_total", "counter",
