@@ -39,6 +39,15 @@ server::cid_key::cid_key(const std::uint8_t* p, std::size_t n) noexcept
   std::memcpy(bytes.data(), p, length);
 }
 
+server::placement_key::placement_key(const socket_address& from,
+                                     std::span<const std::uint8_t> dcid) noexcept {
+  const std::size_t address = std::min<std::size_t>(from.size(), 28);
+  const std::size_t id = std::min(dcid.size(), bytes.size() - address);
+  std::memcpy(bytes.data(), from.data(), address);
+  std::memcpy(bytes.data() + address, dcid.data(), id);
+  length = static_cast<std::uint8_t>(address + id);
+}
+
 timestamp token_time() noexcept {
   return monotonic_now();
 }
@@ -224,8 +233,7 @@ bool server::place_elsewhere(endpoint& ep, const received_datagram& d,
                              std::span<const std::uint8_t> pkt, std::span<const std::uint8_t> dcid,
                              std::uint32_t version) {
   if (!client_chosen_dcid(pkt[0], version)) return false;
-  std::string key(reinterpret_cast<const char*>(d.remote.data()), d.remote.size());
-  key.append(reinterpret_cast<const char*>(dcid.data()), dcid.size());
+  const placement_key key(d.remote, dcid);
   std::size_t owner = 0;
   if (auto it = placed_.find(key); it != placed_.end()) {
     owner = it->second;
@@ -238,13 +246,13 @@ bool server::place_elsewhere(endpoint& ep, const received_datagram& d,
     if (!is_initial(pkt[0], version) || ngtcp2_accept(&hd, pkt.data(), pkt.size()) != 0)
       return false;
     const std::uint64_t now = realtime_now();
-    if (now - placed_since_ >= 10 * nanoseconds_per_second || placed_.size() >= 65536) {
+    if (now - placed_since_ >= 10 * nanoseconds_per_second || placed_.size() >= 16384) {
       placed_before_ = std::move(placed_);
       placed_.clear();
       placed_since_ = now;
     }
     owner = group_.place(now);
-    placed_.emplace(std::move(key), static_cast<std::uint16_t>(owner));
+    placed_.emplace(key, static_cast<std::uint16_t>(owner));
   }
   if (owner == index_) return false;
   forward(ep, d, pkt, owner, true);

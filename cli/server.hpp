@@ -247,9 +247,24 @@ private:
 
   // Packing: where this worker sent the new connections it received (client address and
   // client-chosen ID -> worker), so that their retransmitted Initials and 0-RTT follow. Two
-  // generations, the older dropped every 10 s (or at 65,536 entries): a handshake is long over.
-  std::unordered_map<std::string, std::uint16_t> placed_;
-  std::unordered_map<std::string, std::uint16_t> placed_before_;
+  // generations, the older dropped every 10 s or at 16,384 entries (a flood of Initials from
+  // forged addresses holds at most 32,768, about 4 MiB): a handshake is long over by then.
+  struct placement_key {
+    std::array<std::uint8_t, 48> bytes{}; // a sockaddr_in6 (28) and an ID (at most 20)
+    std::uint8_t length = 0;
+    placement_key(const socket_address& from, std::span<const std::uint8_t> dcid) noexcept;
+    std::string_view view() const noexcept {
+      return {reinterpret_cast<const char*>(bytes.data()), length};
+    }
+    bool operator==(const placement_key& o) const noexcept { return view() == o.view(); }
+  };
+  struct placement_hash {
+    std::size_t operator()(const placement_key& k) const noexcept {
+      return std::hash<std::string_view>{}(k.view());
+    }
+  };
+  std::unordered_map<placement_key, std::uint16_t, placement_hash> placed_;
+  std::unordered_map<placement_key, std::uint16_t, placement_hash> placed_before_;
   std::uint64_t placed_since_ = 0; // CLOCK_REALTIME ns
   // Packing: this worker's lag window (CLOCK_REALTIME ns, lags in ns).
   std::uint64_t lag_window_start_ = 0;
