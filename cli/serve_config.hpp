@@ -44,8 +44,9 @@ struct serve_config {
   detour::action decision = detour::action::proceed;
 
   /// Event loops (threads), each with its own SO_REUSEPORT sockets (cli/workers.hpp). 0: one
-  /// per core the process may use. A proxy fleet's many connections spread over them; one
-  /// connection is served by one worker, so a single task never uses more than one core.
+  /// per core the process may use. A proxy fleet's many connections use them all (see
+  /// placement); one connection is served by one worker, so a single task never uses more
+  /// than one core.
   std::size_t workers = 0;
   /// Where new connections go when there are several workers (--placement): pack fills the
   /// lowest-numbered worker that keeps up before the next; spread leaves it to the kernel's

@@ -130,15 +130,15 @@ void worker_group::steer(logger& log) {
   // program does is hashed, and forwarded if it must be (forward_to_owner).
   // DETOUR_STEERING=off: without the program, as on a kernel that refuses it (docs/serve.md).
   const char* env = std::getenv("DETOUR_STEERING");
-  const int e = env && std::string_view(env) == "off"
-                    ? EPERM
-                    : workers_.front()->srv->steer_by_connection_id();
-  group_.steering = e == 0;
+  const bool turned_off = env && std::string_view(env) == "off";
+  const int e = turned_off ? 0 : workers_.front()->srv->steer_by_connection_id();
+  group_.steering = !turned_off && e == 0;
   group_.packing =
       group_.steering && workers_.front()->config.placement == serve_config::placement::pack;
-  if (e != 0) {
+  if (!group_.steering) {
     log.warn("server.steering_unavailable",
-             {{"error", std::strerror(e)},
+             {{"error", turned_off ? std::string("turned off by DETOUR_STEERING=off")
+                                   : std::string(std::strerror(e))},
               {"note", "packets reaching the wrong worker are handed over; new connections "
                        "spread by the kernel's hash"}});
   }
