@@ -34,20 +34,6 @@ constexpr timestamp new_token_lifetime = 3600 * nanoseconds_per_second;
 
 } // namespace
 
-server::cid_key::cid_key(const std::uint8_t* p, std::size_t n) noexcept
-    : length(static_cast<std::uint8_t>(std::min(n, bytes.size()))) {
-  std::memcpy(bytes.data(), p, length);
-}
-
-server::placement_key::placement_key(const socket_address& from,
-                                     std::span<const std::uint8_t> dcid) noexcept {
-  const std::size_t address = std::min<std::size_t>(from.size(), 28);
-  const std::size_t id = std::min(dcid.size(), bytes.size() - address);
-  std::memcpy(bytes.data(), from.data(), address);
-  std::memcpy(bytes.data() + address, dcid.data(), id);
-  length = static_cast<std::uint8_t>(address + id);
-}
-
 timestamp token_time() noexcept {
   return monotonic_now();
 }
@@ -233,7 +219,8 @@ bool server::place_elsewhere(endpoint& ep, const received_datagram& d,
                              std::span<const std::uint8_t> pkt, std::span<const std::uint8_t> dcid,
                              std::uint32_t version) {
   if (!client_chosen_dcid(pkt[0], version)) return false;
-  const placement_key key(d.remote, dcid);
+  placement_key key(d.remote.data(), std::min<std::size_t>(d.remote.size(), 28));
+  key.append(dcid.data(), dcid.size());
   std::size_t owner = 0;
   if (auto it = placed_.find(key); it != placed_.end()) {
     owner = it->second;

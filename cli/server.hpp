@@ -17,9 +17,11 @@
 #include "tls.hpp"
 #include "udp.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <span>
@@ -220,24 +222,34 @@ private:
   std::vector<std::unique_ptr<endpoint>> endpoints_;
   receive_batch batch_;
   std::vector<std::uint8_t> scratch_;
-  /// A connection ID as a map key, held in place: looked up for every packet received, so
-  /// no allocation (a std::string of an 18-byte CID would allocate).
-  struct cid_key {
-    std::array<std::uint8_t, 20> bytes{}; // RFC 9000 §17.2: at most 20 bytes
+  /// Up to N bytes as a map key, held in place: a connection ID is looked up for every packet
+  /// received, so no allocation (a std::string of an 18-byte CID would allocate). The bytes
+  /// past N are dropped.
+  template <std::size_t N>
+  struct inline_key {
+    static_assert(N < 256);
+    std::array<std::uint8_t, N> bytes{};
     std::uint8_t length = 0;
-    cid_key(const std::uint8_t* p, std::size_t n) noexcept;
+    inline_key() = default;
+    inline_key(const void* p, std::size_t n) noexcept { append(p, n); }
+    void append(const void* p, std::size_t n) noexcept {
+      n = std::min(n, N - length);
+      std::memcpy(bytes.data() + length, p, n);
+      length = static_cast<std::uint8_t>(length + n);
+    }
     std::string_view view() const noexcept {
       return {reinterpret_cast<const char*>(bytes.data()), length};
     }
-    bool operator==(const cid_key& o) const noexcept { return view() == o.view(); }
+    bool operator==(const inline_key& o) const noexcept { return view() == o.view(); }
+    struct hash {
+      // Client-chosen CIDs are keys too: the same hash std::string had, no weaker.
+      std::size_t operator()(const inline_key& k) const noexcept {
+        return std::hash<std::string_view>{}(k.view());
+      }
+    };
   };
-  struct cid_hash {
-    // Client-chosen CIDs are keys too: the same hash std::string had, no weaker.
-    std::size_t operator()(const cid_key& k) const noexcept {
-      return std::hash<std::string_view>{}(k.view());
-    }
-  };
-  std::unordered_map<cid_key, connection*, cid_hash> routes_; // CID -> connection
+  using cid_key = inline_key<20>; // RFC 9000 §17.2: at most 20 bytes
+  std::unordered_map<cid_key, connection*, cid_key::hash> routes_; // CID -> connection
   std::unordered_map<connection*, std::unique_ptr<connection>> connections_;
   std::vector<connection*> dead_;
   deferred reaper_;
@@ -249,22 +261,9 @@ private:
   // client-chosen ID -> worker), so that their retransmitted Initials and 0-RTT follow. Two
   // generations, the older dropped every 10 s or at 16,384 entries (a flood of Initials from
   // forged addresses holds at most 32,768, about 4 MiB): a handshake is long over by then.
-  struct placement_key {
-    std::array<std::uint8_t, 48> bytes{}; // a sockaddr_in6 (28) and an ID (at most 20)
-    std::uint8_t length = 0;
-    placement_key(const socket_address& from, std::span<const std::uint8_t> dcid) noexcept;
-    std::string_view view() const noexcept {
-      return {reinterpret_cast<const char*>(bytes.data()), length};
-    }
-    bool operator==(const placement_key& o) const noexcept { return view() == o.view(); }
-  };
-  struct placement_hash {
-    std::size_t operator()(const placement_key& k) const noexcept {
-      return std::hash<std::string_view>{}(k.view());
-    }
-  };
-  std::unordered_map<placement_key, std::uint16_t, placement_hash> placed_;
-  std::unordered_map<placement_key, std::uint16_t, placement_hash> placed_before_;
+  using placement_key = inline_key<48>; // a sockaddr_in6 (28 bytes) and an ID (at most 20)
+  std::unordered_map<placement_key, std::uint16_t, placement_key::hash> placed_;
+  std::unordered_map<placement_key, std::uint16_t, placement_key::hash> placed_before_;
   std::uint64_t placed_since_ = 0; // CLOCK_REALTIME ns
   // Packing: this worker's lag window (CLOCK_REALTIME ns, lags in ns).
   std::uint64_t lag_window_start_ = 0;
