@@ -45,7 +45,9 @@ server::server(event_loop& loop, const serve_config& config, tls_context tls, lo
       reaper_(loop, [this] { reap(); }) {
   udp_options options;
   options.reuse_port = group_.workers > 1;
-  options.receive_timestamps = group_.workers > 1; // the lag, for --placement pack
+  // The lag that --placement pack reads; spread has no use for a stamp on every datagram.
+  options.receive_timestamps =
+      group_.workers > 1 && config_.placement == serve_config::placement::pack;
   for (const socket_address& a : config_.listen) {
     auto ep = std::make_unique<endpoint>(endpoint{udp_socket::bound(a, options), nullptr, {}});
     endpoint* raw = ep.get();
